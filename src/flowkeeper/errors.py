@@ -10,11 +10,11 @@
     ├── InstanceNotFound                instance.not_found
     ├── InvalidTransition               instance.invalid_transition
     ├── InputValidationError            input.invalid
-    ├── StoreError                      store.error              (driver errors wrapped, ``__cause__`` kept)
+    ├── StoreError                      store.error              (driver errors wrapped, cause kept)
     │   ├── StoreUnavailable            store.unavailable
     │   ├── ConcurrencyConflict         store.conflict           (stale writer, version mismatch)
     │   └── SchemaOutdated              store.schema_outdated
-    └── WorkflowError                   workflow.error           (a DSL error: type/status/title/detail/instance)
+    └── WorkflowError                   workflow.error           (a DSL error object)
 
 ``WorkflowError`` is what an activity raises when the outside world answers badly
 (HTTP 503, a timeout, a script exiting non-zero): it carries the DSL's error object,

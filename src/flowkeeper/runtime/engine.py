@@ -1,0 +1,239 @@
+"""The runtime facade: deploy definitions, start instances, run claimed ones, fire timers.
+
+``Engine`` owns the store, the activities, the definition cache and the interceptors.
+Starting an instance in-process runs its pure prefix before the insert and goes on in
+a background task (like DBOS): the caller gets the stored record after one commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flowkeeper import version
+from flowkeeper.activities import Activities
+from flowkeeper.definitions import Definition, load_definition
+from flowkeeper.errors import InputValidationError, WorkflowError
+from flowkeeper.records import Checkpoint, DefinitionRecord, InstanceRecord, InstanceStatus
+from flowkeeper.runtime.definitions import DefinitionCache
+from flowkeeper.runtime.executor import InstanceRun
+from flowkeeper.runtime.hooks import (
+    ActivityInput,
+    CheckpointInput,
+    Interceptor,
+    chain_activity,
+    chain_checkpoint,
+)
+from flowkeeper.runtime.ids import new_instance_id
+from flowkeeper.store.port import Store
+
+JSON = Any
+log = logging.getLogger("flowkeeper.runtime")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def default_owner() -> str:
+    """A worker identity unique on this host: ``hostname:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Engine:
+    """Runs workflow instances against a store, performing effects through activities."""
+
+    def __init__(
+        self,
+        store: Store,
+        activities: Activities,
+        *,
+        secrets: Mapping[str, JSON] | None = None,
+        owner: str | None = None,
+        lease: timedelta = timedelta(seconds=30),
+        interceptors: Sequence[Interceptor] = (),
+        clock: Callable[[], datetime] = _utcnow,
+        runtime: Mapping[str, JSON] | None = None,
+        definition_cache_size: int = 1000,
+    ) -> None:
+        self.store = store
+        self.activities = activities
+        self.secrets: Mapping[str, JSON] = dict(secrets or {})
+        self.owner = owner or default_owner()
+        self.lease = lease
+        self.clock = clock
+        self.interceptors = list(interceptors)
+        descriptor = dict(runtime or {"name": "flowkeeper", "version": version(), "metadata": {}})
+        self.definitions = DefinitionCache(store, clock=clock, runtime=descriptor, size=definition_cache_size)
+        self._activity_call = chain_activity(self.interceptors, self._perform)
+        self._checkpoint_call = chain_checkpoint(self.interceptors, self._checkpoint)
+        self._tasks: set[asyncio.Task[InstanceRecord]] = set()
+        self._waiters: dict[str, list[asyncio.Future[InstanceRecord]]] = {}
+        self.work_available = asyncio.Event()
+
+    # -- definitions ---------------------------------------------------------------------------
+    async def deploy(
+        self, source: str | bytes | Mapping[str, JSON] | Definition
+    ) -> tuple[DefinitionRecord, bool]:
+        """Validate and store a definition; returns (record, created?). Raises ``DefinitionError``."""
+        definition = source if isinstance(source, Definition) else load_definition(source)
+        record = DefinitionRecord(
+            namespace=definition.namespace,
+            name=definition.name,
+            version=definition.version,
+            document=definition.document,
+            source=definition.source,
+            content_hash=definition.content_hash,
+        )
+        stored, created = await self.store.put_definition(record)
+        self.definitions.add(stored)
+        return stored, created
+
+    # -- instances -------------------------------------------------------------------------------
+    async def start(
+        self,
+        namespace: str,
+        name: str,
+        version: str | None = None,
+        input: JSON = None,
+        *,
+        instance_id: str | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        run: bool = True,
+    ) -> InstanceRecord:
+        """Accept a new instance and return it once stored.
+
+        With ``run`` (the default) this process runs it right away, starting with its
+        pure prefix before the insert; otherwise it is stored ``pending`` for any
+        worker to claim. Raises ``DefinitionNotFound``, or ``InputValidationError``
+        when the input does not satisfy the definition's ``input.schema``.
+        """
+        definition, interpreter = await self.definitions.get(namespace, name, version)
+        iid = instance_id or new_instance_id()
+        try:
+            state = interpreter.new_state(iid, input, self.secrets)
+        except WorkflowError as exc:
+            raise InputValidationError(exc.detail or exc.message) from exc
+        base = InstanceRecord(
+            id=iid,
+            namespace=definition.namespace,
+            name=definition.name,
+            version=definition.version,
+            status=InstanceStatus.PENDING,
+            input=input,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+        if not run:
+            stored = await self.store.create_instance(base)
+            self.notify_work()
+            return stored
+        now = self.clock()
+        record = replace(
+            base,
+            status=InstanceStatus.RUNNING,
+            lease_owner=self.owner,
+            lease_expires_at=now + self.lease,
+            started_on=now,
+        )
+        runner = InstanceRun(self, record, interpreter)
+        runner.started_on = now
+        step = interpreter.advance(iid, state, {}, secrets=self.secrets)
+        self._spawn(runner.drive(state, step))
+        return await runner.first_commit
+
+    async def run_claimed(self, record: InstanceRecord) -> InstanceRecord:
+        """Run an instance this process has claimed until it waits or ends."""
+        _, interpreter = await self.definitions.get(record.namespace, record.name, record.version)
+        return await InstanceRun(self, record, interpreter).drive()
+
+    def spawn_claimed(self, record: InstanceRecord) -> asyncio.Task[InstanceRecord]:
+        """``run_claimed`` in a background task."""
+        return self._spawn(self.run_claimed(record))
+
+    async def wait_for(self, instance_id: str) -> InstanceRecord:
+        """The instance's record once it is terminal (no polling: resolved by this process's runs)."""
+        record = await self.store.get_instance(instance_id)
+        if record.status.is_terminal:
+            return record
+        future: asyncio.Future[InstanceRecord] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(instance_id, []).append(future)
+        record = await self.store.get_instance(instance_id)  # it may have ended meanwhile
+        if record.status.is_terminal:
+            return record
+        return await future
+
+    def idle(self) -> bool:
+        """True when no instance run of this engine is going."""
+        return not self._tasks
+
+    async def drain(self) -> None:
+        """Wait for every instance run started by this engine to park or end."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Cancel running instance runs (their leases expire) and release activities."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.activities.aclose()
+
+    # -- hooks used by instance runs -----------------------------------------------------------
+    async def perform_activity(self, input: ActivityInput) -> JSON:
+        return await self._activity_call(input)
+
+    async def write_checkpoint(self, input: CheckpointInput) -> InstanceRecord:
+        return await self._checkpoint_call(input)
+
+    async def create_instance(self, record: InstanceRecord, checkpoint: Checkpoint) -> InstanceRecord:
+        stored_fields: dict[str, JSON] = dict(
+            status=checkpoint.status,
+            state=checkpoint.state,
+            output=checkpoint.output,
+            error=checkpoint.error,
+            current_activity_id=checkpoint.current_activity_id,
+            started_on=checkpoint.started_on,
+            completed_on=checkpoint.completed_on,
+        )
+        if checkpoint.release_lease:
+            stored_fields.update(lease_owner=None, lease_expires_at=None)
+        stored = await self.store.create_instance(replace(record, **stored_fields), checkpoint)
+        for interceptor in self.interceptors:
+            interceptor.instance_started(stored)
+        return stored
+
+    def notify_work(self) -> None:
+        """Something became runnable (a child, a resumed bookmark, a new timer)."""
+        self.work_available.set()
+
+    def instance_finished(self, record: InstanceRecord) -> None:
+        for interceptor in self.interceptors:
+            interceptor.instance_finished(record)
+        for future in self._waiters.pop(record.id, []):
+            if not future.done():
+                future.set_result(record)
+
+    async def _perform(self, input: ActivityInput) -> JSON:
+        return await self.activities.perform(input.effect)
+
+    async def _checkpoint(self, input: CheckpointInput) -> InstanceRecord:
+        return await self.store.checkpoint(input.checkpoint)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[InstanceRecord]:
+        task: asyncio.Task[InstanceRecord] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[InstanceRecord]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("Instance run failed", exc_info=task.exception())

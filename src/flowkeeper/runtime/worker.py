@@ -1,0 +1,77 @@
+"""A worker loop: claim runnable instances, fire due timers, sleep until there is work.
+
+This is the in-process loop that ``flowkeeper run`` uses; the service's dispatcher and
+timer service build on the same engine calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from flowkeeper.runtime.engine import Engine
+
+
+class Worker:
+    """Claims and runs instances with at most ``concurrency`` runs at once."""
+
+    def __init__(self, engine: Engine, *, concurrency: int = 64, poll_interval: float = 1.0) -> None:
+        self.engine = engine
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self._running: set[asyncio.Task[object]] = set()
+
+    async def run_pending(self) -> int:
+        """Claim what fits in the free slots and start running it; returns how many."""
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            return 0
+        claimed = await self.engine.store.claim_instances(self.engine.owner, self.engine.lease, free)
+        for record in claimed:
+            task = self.engine.spawn_claimed(record)
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+        return len(claimed)
+
+    def _finished(self, task: asyncio.Task[object]) -> None:
+        self._running.discard(task)
+        self.engine.notify_work()
+
+    async def fire_timers(self, limit: int = 100) -> int:
+        """Fire due timers (database clock); their instances become runnable."""
+        fired = await self.engine.store.fire_due_timers(limit)
+        if fired:
+            self.engine.notify_work()
+        return len(fired)
+
+    async def run_until(self, done: Callable[[], Awaitable[bool]], limit: float | None = None) -> bool:
+        """Work until ``await done()`` holds (True) or ``limit`` seconds pass (False)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if limit is None else loop.time() + limit
+        engine = self.engine
+        while True:
+            engine.work_available.clear()
+            await self.fire_timers()
+            await self.run_pending()
+            if await done():
+                return True
+            now = loop.time()
+            if deadline is not None and now >= deadline:
+                return False
+            wait = self.poll_interval
+            due = await engine.store.next_timer_due()
+            if due is not None:
+                until_due = (due - await engine.store.now()) / timedelta(seconds=1)
+                wait = min(wait, max(until_due, 0.0))
+            if deadline is not None:
+                wait = min(wait, deadline - now)
+            if wait > 0 and not engine.work_available.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(engine.work_available.wait(), wait)
+
+    async def drain(self) -> None:
+        """Wait for the runs this worker started."""
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)

@@ -1,0 +1,1 @@
+"""Alembic environment and revisions of the Flowkeeper schema (run by ``flowkeeper.store.schema``)."""

@@ -1,0 +1,1 @@
+"""Behaviour tests of ``flowkeeper.activities`` against the loopback stand-in."""
