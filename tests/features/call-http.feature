@@ -45,33 +45,6 @@ Feature: HTTP Calls
     express: true
     """
 
-  # Pins: the body may be a single runtime expression producing the whole payload.
-  Scenario: PUT A Body Built By One Expression
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: http-put-expression-body, version: '1.0.0'}
-    do:
-      - update:
-          call: http
-          with:
-            method: put
-            endpoint:
-              uri: '{{STANDIN}}/rec/http-put-body'
-            body: '${ {id: .id, tags: (.tags | map(ascii_upcase))} }'
-    """
-    And given the workflow input is:
-    """yaml
-    id: 9
-    tags: [a, b]
-    """
-    When the workflow is executed
-    Then the workflow should complete
-    And the stand-in should have received at '/rec/http-put-body' the body:
-    """yaml
-    id: 9
-    tags: [A, B]
-    """
-
   # Pins: `query` parameters (with expressions) are sent on the request URL.
   Scenario: Query Parameters
     Given a workflow with definition:
@@ -201,53 +174,6 @@ Feature: HTTP Calls
     """
     And after should not run
 
-  # Pins: a 4xx answer is an error too (status 404), not an output.
-  Scenario: An Uncaught 404 Faults The Workflow
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: http-uncaught-404, version: '1.0.0'}
-    do:
-      - getPet:
-          call: http
-          with:
-            method: get
-            endpoint: https://petstore.swagger.io/v2/pet/{petId}
-    """
-    And given the workflow input is:
-    """yaml
-    petId: 99
-    """
-    When the workflow is executed
-    Then the workflow should fault with error:
-    """yaml
-    status: 404
-    instance: /do/0/getPet
-    """
-
-  # Pins: the string shorthand for `endpoint`, with a URI template filled from the input.
-  Scenario: Endpoint Shorthand With A URI Template
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: http-endpoint-shorthand, version: '1.0.0'}
-    do:
-      - getPet:
-          call: http
-          with:
-            method: get
-            endpoint: https://petstore.swagger.io/v2/pet/{petId}
-          output:
-            as: .name
-    """
-    And given the workflow input is:
-    """yaml
-    petId: 2
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    kitty
-    """
-
   # Pins: a URI template variable with no value is replaced by an empty string.
   Scenario: A Missing URI Template Variable Becomes Empty
     Given a workflow with definition:
@@ -291,27 +217,6 @@ Feature: HTTP Calls
     status: 400
     """
 
-  # Pins: the endpoint URI may be a runtime expression.
-  Scenario: Endpoint URI From A Runtime Expression
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: http-endpoint-expression, version: '1.0.0'}
-    do:
-      - fetch:
-          call: http
-          with:
-            method: get
-            endpoint:
-              uri: ${ .baseUrl + "/rec/http-endpoint-expression" }
-    """
-    And given the workflow input is:
-    """yaml
-    baseUrl: '{{STANDIN}}'
-    """
-    When the workflow is executed
-    Then the workflow should complete
-    And the stand-in should have received 1 request at '/rec/http-endpoint-expression'
-
   # Pins: basic authentication through a reusable policy in `use.authentications`.
   Scenario: Basic Authentication Through A Reusable Policy
     Given a workflow with definition:
@@ -338,29 +243,6 @@ Feature: HTTP Calls
     """yaml
     authenticated: true
     user: serverless-workflow
-    """
-
-  # Pins: wrong basic credentials get a 401, which faults the workflow with status 401.
-  Scenario: Wrong Basic Credentials Fault With 401
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: http-basic-auth-wrong, version: '1.0.0'}
-    do:
-      - login:
-          call: http
-          with:
-            method: get
-            endpoint:
-              uri: https://httpbin.org/basic-auth/serverless-workflow/conformance-test
-              authentication:
-                basic:
-                  username: serverless-workflow
-                  password: wrong-password
-    """
-    When the workflow is executed
-    Then the workflow should fault with error:
-    """yaml
-    status: 401
     """
 
   # Pins: bearer authentication (token from an expression, via a reusable policy) adds

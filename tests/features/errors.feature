@@ -159,34 +159,6 @@ Feature: Errors, Try And Catch
     code: 409
     """
 
-  # Pins: a false `catch.when` does not catch; the error faults the workflow.
-  Scenario: Catch When False Does Not Catch
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: catch-when-false, version: '1.0.0'}
-    do:
-      - guarded:
-          try:
-            - reject:
-                raise:
-                  error:
-                    type: https://example.com/errors/conflict
-                    status: 409
-          catch:
-            as: failure
-            when: ${ $failure.status == 500 }
-            do:
-              - recover:
-                  set:
-                    recovered: true
-    """
-    When the workflow is executed
-    Then the workflow should fault with error:
-    """yaml
-    type: https://example.com/errors/conflict
-    status: 409
-    """
-
   # Pins: `catch.exceptWhen` sees `$error` (DESIGN) and, when true, lets the error through.
   Scenario: Catch ExceptWhen True Does Not Catch
     Given a workflow with definition:
@@ -214,58 +186,6 @@ Feature: Errors, Try And Catch
     status: 409
     """
     And recover should not run
-
-  # Pins: a false `catch.exceptWhen` catches the error.
-  Scenario: Catch ExceptWhen False Catches
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: catch-except-when-false, version: '1.0.0'}
-    do:
-      - guarded:
-          try:
-            - reject:
-                raise:
-                  error:
-                    type: https://example.com/errors/conflict
-                    status: 409
-          catch:
-            as: oops
-            exceptWhen: ${ $oops.status >= 500 }
-            do:
-              - recover:
-                  set:
-                    recovered: true
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    recovered: true
-    """
-
-  # Pins: a catch without `errors` catches any error.
-  Scenario: Catch Without An Error Filter Catches Everything
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: catch-everything, version: '1.0.0'}
-    do:
-      - guarded:
-          try:
-            - reject:
-                raise:
-                  error:
-                    type: https://example.com/errors/anything
-                    status: 418
-          catch:
-            do:
-              - recover:
-                  set:
-                    status: ${ $error.status }
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    status: 418
-    """
 
   # Pins: a catch without `do` swallows the error, and the try task's output is its
   # (transformed) input.
@@ -340,35 +260,6 @@ Feature: Errors, Try And Catch
     summary: o-7 -> Payment Declined
     """
     And finish should run after recover
-
-  # Pins: a try whose tasks succeed outputs the last try task's output; the catch's
-  # `do` does not run.
-  Scenario: Try Without Failure Outputs The Try Block's Result
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: try-no-failure, version: '1.0.0'}
-    do:
-      - guarded:
-          try:
-            - compute:
-                set:
-                  value: ${ .x * 2 }
-          catch:
-            do:
-              - recover:
-                  set:
-                    value: -1
-    """
-    And given the workflow input is:
-    """yaml
-    x: 21
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    value: 42
-    """
-    And recover should not run
 
   # Pins: nested try tasks: the inner catch does not match, so the error reaches the
   # outer catch.
@@ -501,67 +392,6 @@ Feature: Errors, Try And Catch
     title: Not Implemented
     detail: This step is a work in progress
     instance: /do/1/todo
-    """
-
-  # Pins: a raised error's `detail` may be a runtime expression evaluated on the task input.
-  Scenario: Raise With A Detail Expression
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: raise-detail-expression, version: '1.0.0'}
-    do:
-      - reject:
-          raise:
-            error:
-              type: https://example.com/errors/invalid-order
-              status: 400
-              title: Invalid Order
-              detail: ${ "order \(.orderId) has no items" }
-    """
-    And given the workflow input is:
-    """yaml
-    orderId: o-42
-    """
-    When the workflow is executed
-    Then the workflow should fault with error:
-    """yaml
-    type: https://example.com/errors/invalid-order
-    status: 400
-    detail: order o-42 has no items
-    """
-
-  # Pins: a reusable error raised inside a try is caught by a type filter and exposed
-  # through the error variable.
-  Scenario: Catch A Reusable Error Raised By Name
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: catch-use-errors, version: '1.0.0'}
-    use:
-      errors:
-        outOfStock:
-          type: https://example.com/errors/out-of-stock
-          status: 409
-          title: Out Of Stock
-    do:
-      - guarded:
-          try:
-            - reject:
-                raise:
-                  error: outOfStock
-          catch:
-            errors:
-              with:
-                type: https://example.com/errors/out-of-stock
-                status: 409
-            as: problem
-            do:
-              - recover:
-                  set:
-                    title: ${ $problem.title }
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    title: Out Of Stock
     """
 
   # Pins: `run: shell` is disabled by default, so running it faults with a

@@ -45,33 +45,6 @@ Feature: Runtime Expressions
     instance: /do/0/shape
     """
 
-  # Pins: an expression error can be caught like any other error.
-  Scenario: An Expression Error Is Caught By Type
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: jq-error-caught, version: '1.0.0'}
-    do:
-      - guarded:
-          try:
-            - broken:
-                set:
-                  value: ${ {} | keys | .[0] | ascii_downcase }
-          catch:
-            errors:
-              with:
-                type: https://serverlessworkflow.io/spec/1.0.0/errors/expression
-                status: 400
-            do:
-              - recover:
-                  set:
-                    recovered: true
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    recovered: true
-    """
-
   # Pins: jq's `$ENV` and `env` do not expose the process environment; both are `{}` (DESIGN).
   Scenario: $ENV And env Are Empty
     Given a workflow with definition:
@@ -229,55 +202,4 @@ Feature: Runtime Expressions
     Then the workflow should complete with output:
     """yaml
     result: matched
-    """
-
-  # Pins: expressions nested in arrays and objects of `set` are evaluated in place;
-  # string interpolation works.
-  Scenario: Nested Expressions In Set
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: nested-expressions, version: '1.0.0'}
-    do:
-      - build:
-          set:
-            list: [1, '${ .a }', '${ .a + .b }']
-            nested:
-              label: ${ "a=\(.a), b=\(.b)" }
-              flag: false
-    """
-    And given the workflow input is:
-    """yaml
-    a: 2
-    b: 3
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    list: [1, 2, 5]
-    nested:
-      label: a=2, b=3
-      flag: false
-    """
-
-  # Pins: `set` may be a single runtime expression whose result replaces the data.
-  Scenario: Set With A Whole-object Expression
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: set-expression-string, version: '1.0.0'}
-    do:
-      - pickColor:
-          set: ${ .configuration.color }
-    """
-    And given the workflow input is:
-    """yaml
-    configuration:
-      color:
-        name: teal
-        hex: '#008080'
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    name: teal
-    hex: '#008080'
     """

@@ -116,37 +116,6 @@ Feature: For Task
     """
     And touch should not run
 
-  # Pins: several tasks per iteration run in order, each iteration starting from the
-  # previous iteration's output.
-  Scenario: For With Several Tasks Per Iteration
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: for-multi-task-body, version: '1.0.0'}
-    do:
-      - loop:
-          for:
-            each: n
-            in: .numbers
-          do:
-            - double:
-                set:
-                  acc: ${ .acc }
-                  doubled: ${ $n * 2 }
-            - append:
-                set:
-                  acc: ${ .acc + [.doubled] }
-    """
-    And given the workflow input is:
-    """yaml
-    numbers: [1, 2, 3]
-    acc: []
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    acc: [2, 4, 6]
-    """
-
   # Pins: a call inside a for body runs once per item with the item in its body.
   Scenario: For Posts Each Item
     Given a workflow with definition:
@@ -213,31 +182,4 @@ Feature: For Task
     Then the workflow should complete with output:
     """yaml
     cells: [1a, 1b, 2a, 2b]
-    """
-
-  # Pins: a for task's `output.as` applies to the loop's final output.
-  Scenario: For Output Transformation
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: for-output-as, version: '1.0.0'}
-    do:
-      - squares:
-          for:
-            in: .numbers
-          do:
-            - square:
-                set:
-                  list: ${ .list + [$item * $item] }
-          output:
-            as: .list | add
-    """
-    And given the workflow input is:
-    """yaml
-    numbers: [1, 2, 3]
-    list: []
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    14
     """

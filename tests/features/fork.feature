@@ -32,39 +32,6 @@ Feature: Fork Task
     - branch: fast
     """
 
-  # Pins: every branch receives the fork task's (transformed) input.
-  Scenario: Every Branch Receives The Fork Input
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: fork-branch-input, version: '1.0.0'}
-    do:
-      - parallel:
-          input:
-            from: .numbers
-          fork:
-            branches:
-              - first:
-                  set:
-                    value: ${ .[0] }
-              - sum:
-                  set:
-                    value: ${ add }
-              - count:
-                  set:
-                    value: ${ length }
-    """
-    And given the workflow input is:
-    """yaml
-    numbers: [3, 4, 5]
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    - value: 3
-    - value: 12
-    - value: 3
-    """
-
   # Pins: with `compete: true` the first branch to complete wins and sets the output;
   # the slower branch is abandoned (the run does not wait for it).
   Scenario: Competing Branches, The Fast One Wins
@@ -189,34 +156,6 @@ Feature: Fork Task
     Then the workflow should complete with output:
     """yaml
     recovered: true
-    """
-
-  # Pins: the joined array is the input of the next task, and a fork's `output.as`
-  # applies to that array.
-  Scenario: The Joined Output Flows Into The Next Task
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: fork-output-flows, version: '1.0.0'}
-    do:
-      - parallel:
-          fork:
-            branches:
-              - left:
-                  set:
-                    left: 1
-              - right:
-                  set:
-                    right: 2
-          output:
-            as: .[0] + .[1]
-      - combine:
-          set:
-            sum: ${ .left + .right }
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    sum: 3
     """
 
   # Pins: every branch makes its HTTP call (two branches, two recorded requests).

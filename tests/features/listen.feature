@@ -45,91 +45,6 @@ Feature: Listen Task
     - orderId: o-1
     """
 
-  # Pins: the consumed event's data is available to the task after the listen
-  # (listen output -> fork output -> next task's input).
-  Scenario: Listened Event Data Flows Into The Next Task
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: listen-data-flows-on, version: '1.0.0'}
-    do:
-      - rendezvous:
-          fork:
-            branches:
-              - waitForPayment:
-                  listen:
-                    to:
-                      one:
-                        with:
-                          type: com.example.payment.received.v1
-              - pay:
-                  do:
-                    - settle:
-                        wait:
-                          milliseconds: 150
-                    - publish:
-                        emit:
-                          event:
-                            with:
-                              source: https://example.com/payments
-                              type: com.example.payment.received.v1
-                              data:
-                                amount: 42
-      - summarize:
-          set:
-            paid: ${ .[0][0].amount }
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    paid: 42
-    """
-
-  # Pins: an event whose type does not match the filter is not consumed; the listen
-  # keeps waiting and takes the next matching event.
-  Scenario: Listen To One Ignores Events Of Another Type
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: listen-one-ignores-other-types, version: '1.0.0'}
-    do:
-      - rendezvous:
-          fork:
-            branches:
-              - waitForShipment:
-                  listen:
-                    to:
-                      one:
-                        with:
-                          type: com.example.order.shipped.v1
-              - publishBoth:
-                  do:
-                    - settle:
-                        wait:
-                          milliseconds: 150
-                    - publishPlaced:
-                        emit:
-                          event:
-                            with:
-                              source: https://example.com/orders
-                              type: com.example.order.placed.v1
-                              data:
-                                step: placed
-                    - publishShipped:
-                        emit:
-                          event:
-                            with:
-                              source: https://example.com/orders
-                              type: com.example.order.shipped.v1
-                              data:
-                                step: shipped
-          output:
-            as: .[0]
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    - step: shipped
-    """
-
   # Pins: a runtime expression in a filter's `data` attribute is evaluated against the
   # event data; only an event for which it is true is consumed.
   Scenario: Listen Filter With A Data Expression
@@ -223,41 +138,6 @@ Feature: Listen Task
     Then the workflow should complete with output:
     """yaml
     - bpm: 120
-    """
-
-  # Pins: `listen.to.any: []` listens to all incoming events; the first one completes it.
-  Scenario: Listen To Any With An Empty Filter List Accepts Any Event
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: listen-any-empty-list, version: '1.0.0'}
-    do:
-      - rendezvous:
-          fork:
-            branches:
-              - waitForAnything:
-                  listen:
-                    to:
-                      any: []
-              - publish:
-                  do:
-                    - settle:
-                        wait:
-                          milliseconds: 150
-                    - publishSomething:
-                        emit:
-                          event:
-                            with:
-                              source: https://example.com/misc
-                              type: com.example.anything.v1
-                              data:
-                                anything: true
-          output:
-            as: .[0]
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    - anything: true
     """
 
   # Pins: `any` with an `until` runtime expression keeps consuming events until the
@@ -749,45 +629,6 @@ Feature: Listen Task
     And the workflow output should have a 'data' property with value:
     """yaml
     text: hello
-    """
-
-  # Pins: with `read: data` (explicit) the same event yields only its data.
-  Scenario: Listen Reading Event Data Explicitly
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: listen-read-data, version: '1.0.0'}
-    do:
-      - rendezvous:
-          fork:
-            branches:
-              - waitForGreeting:
-                  listen:
-                    to:
-                      one:
-                        with:
-                          type: com.example.greeting.v1
-                    read: data
-              - greet:
-                  do:
-                    - settle:
-                        wait:
-                          milliseconds: 150
-                    - publish:
-                        emit:
-                          event:
-                            with:
-                              source: https://example.com/greeter
-                              type: com.example.greeting.v1
-                              subject: alice
-                              data:
-                                text: hello
-          output:
-            as: .[0]
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    - text: hello
     """
 
   # Pins: a listen that nothing can satisfy leaves the instance suspended (CLI exit 3,

@@ -84,32 +84,6 @@ Feature: Secrets
     user: serverless-workflow
     """
 
-  # Pins: a secret-based basic policy used inline on the endpoint works the same way.
-  Scenario: Inline Basic Authentication From A Secret
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: secret-basic-auth-inline, version: '1.0.0'}
-    use:
-      secrets:
-        - BASIC
-    do:
-      - login:
-          call: http
-          with:
-            method: get
-            endpoint:
-              uri: https://httpbin.org/basic-auth/serverless-workflow/conformance-test
-              authentication:
-                basic:
-                  use: BASIC
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    authenticated: true
-    user: serverless-workflow
-    """
-
   # Pins: accessing a declared secret that does not exist raises the authorization
   # error (type .../errors/authorization, status 403), per the DSL's Secret section.
   Scenario: A Missing Secret Raises The Authorization Error

@@ -64,28 +64,6 @@ Feature: Timeouts
     """
     And the run should take less than 2.8 seconds
 
-  # Pins: a timeout longer than the task's duration has no effect.
-  Scenario: A Task That Finishes In Time Is Not Interrupted
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: task-timeout-not-reached, version: '1.0.0'}
-    do:
-      - quickCall:
-          call: http
-          with:
-            method: get
-            endpoint:
-              uri: '{{STANDIN}}/slow?ms=100'
-          timeout:
-            after:
-              seconds: 5
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    slow: true
-    """
-
   # Pins: a task timeout also bounds a `wait` task (a durable timer).
   Scenario: A Task Timeout Interrupts A Long Wait
     Given a workflow with definition:

@@ -53,42 +53,6 @@ Feature: Wait Task
     """
     And the run should take at least 0.5 seconds
 
-  # Pins: ISO 8601 durations with fractional seconds (`PT0.5S`).
-  Scenario: Wait With A Fractional ISO 8601 Duration
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: wait-iso8601-fraction, version: '1.0.0'}
-    do:
-      - pause:
-          wait: PT0.5S
-    """
-    When the workflow is executed
-    Then the workflow should complete
-    And the run should take at least 0.5 seconds
-
-  # Pins: sequential waits add up, and tasks after a wait still run.
-  Scenario: Sequential Waits Add Up
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: wait-sequential, version: '1.0.0'}
-    do:
-      - first:
-          wait:
-            milliseconds: 300
-      - second:
-          wait: PT0.3S
-      - done:
-          set:
-            finished: true
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    finished: true
-    """
-    And the run should take at least 0.6 seconds
-    And done should run after second
-
   # Pins: a wait that outlasts the CLI's --wait leaves the instance suspended on its
   # durable timer (exit 3, status "suspended"), and the next task has not run.
   Scenario: A Wait Longer Than The CLI Wait Is Reported As Suspended

@@ -25,7 +25,8 @@ from flowkeeper.errors import (
     InputValidationError,
 )
 from flowkeeper.records import InstanceRecord, InstanceStatus
-from flowkeeper.runtime import Engine, Worker
+from flowkeeper.runtime import Engine
+from flowkeeper.runtime.worker import run_to_end
 from flowkeeper.runtime.bootstrap import build_engine, open_store
 
 JSON = Any
@@ -116,7 +117,14 @@ async def _run(
             definition.name,
             definition.version,
         )
-        record = await _wait(engine, settings, record, request.wait, private=workdir is not None)
+        record = await run_to_end(
+            engine,
+            record.id,
+            limit=request.wait,
+            stop_when_idle=workdir is not None,
+            concurrency=settings.engine.concurrency,
+            poll_interval=settings.engine.poll_interval.total_seconds(),
+        )
         if request.execution_log is not None:
             await _write_log(engine, record.id, request.execution_log)
         return await _report(engine, record)
@@ -126,33 +134,6 @@ async def _run(
         await store.close()
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
-
-
-async def _wait(
-    engine: Engine, settings: Settings, record: InstanceRecord, wait: float | None, *, private: bool
-) -> InstanceRecord:
-    """Work (claim, run, fire timers) until the instance ends or ``wait`` runs out.
-
-    On a private database nothing from outside can resume a suspended instance, so
-    once no run is going, nothing is claimable and no timer is pending, waiting longer
-    is pointless: stop at once.
-    """
-    finished = asyncio.ensure_future(engine.wait_for(record.id))
-    worker = Worker(
-        engine,
-        concurrency=settings.engine.concurrency,
-        poll_interval=settings.engine.poll_interval.total_seconds(),
-    )
-
-    async def done() -> bool:
-        if finished.done():
-            return True
-        return private and engine.idle() and await engine.store.next_timer_due() is None
-
-    await worker.run_until(done, limit=wait)
-    finished.cancel()
-    await engine.drain()
-    return await engine.store.get_instance(record.id)
 
 
 async def _report(engine: Engine, record: InstanceRecord) -> int:

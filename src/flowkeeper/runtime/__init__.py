@@ -6,6 +6,6 @@ Public surface: :class:`Engine` (deploy, start, run claimed instances, wait), :c
 
 from flowkeeper.runtime.engine import Engine, default_owner
 from flowkeeper.runtime.hooks import ActivityInput, CheckpointInput, Interceptor
-from flowkeeper.runtime.worker import Worker
+from flowkeeper.runtime.worker import Worker, run_to_end
 
-__all__ = ["ActivityInput", "CheckpointInput", "Engine", "Interceptor", "Worker", "default_owner"]
+__all__ = ["ActivityInput", "CheckpointInput", "Engine", "Interceptor", "Worker", "default_owner", "run_to_end"]

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -76,6 +76,8 @@ class Engine:
         self._tasks: set[asyncio.Task[InstanceRecord]] = set()
         self._waiters: dict[str, list[asyncio.Future[InstanceRecord]]] = {}
         self.work_available = asyncio.Event()
+        #: Instance runs going on in this process, by instance id.
+        self.runs: dict[str, InstanceRun] = {}
 
     # -- definitions ---------------------------------------------------------------------------
     async def deploy(
@@ -213,6 +215,13 @@ class Engine:
     def notify_work(self) -> None:
         """Something became runnable (a child, a resumed bookmark, a new timer)."""
         self.work_available.set()
+
+    def poke(self, instance_ids: Iterable[str]) -> None:
+        """Wake this process's runs of these instances: something consumed one of their bookmarks."""
+        for instance_id in instance_ids:
+            run = self.runs.get(instance_id)
+            if run is not None:
+                run.wake.set()
 
     def instance_finished(self, record: InstanceRecord) -> None:
         for interceptor in self.interceptors:

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flowkeeper.engine import CANCELLED, COMPLETED, FAULTED, WAITING, Interpreter, Step
-from flowkeeper.engine.effects import OUTSIDE_EFFECTS, CancelWait, Effect, EffectResult, StartChild
+from flowkeeper.engine.effects import OUTSIDE_EFFECTS, CancelWait, Effect, EffectResult, StartChild, StartTimer
 from flowkeeper.engine.events import match
 from flowkeeper.errors import ConcurrencyConflict, DefinitionNotFound, WorkflowError, standard_error
 from flowkeeper.records import BookmarkKind, BookmarkResume, Checkpoint, InstanceRecord, InstanceStatus
@@ -62,6 +62,12 @@ class InstanceRun:
         self.started_on: datetime | None = record.started_on
         self._renewer: asyncio.Task[None] | None = None
         self.to_perform: list[Effect] = []
+        #: Set when something outside this run consumed one of our bookmarks.
+        self.wake = asyncio.Event()
+        #: Due times of our timers (bookmark id -> due), to wake up for them mid-call.
+        self.due: dict[str, datetime] = {}
+        #: Consumed bookmarks already fed to the interpreter (applied at the next commit).
+        self.fed: set[str] = set()
         #: False until the instance has been inserted (an in-process start inserts it
         #: at its first commit, with the state already past its pure prefix).
         self.stored = record.row_version > 0
@@ -69,11 +75,13 @@ class InstanceRun:
         self.first_commit: asyncio.Future[InstanceRecord] = asyncio.get_running_loop().create_future()
         # Our own bookmarks consumed by our own emitted events: applied at the next commit.
         self._apply_next: list[str] = []
+        self._poke_after_commit: set[str] = set()
 
     # -- entry -----------------------------------------------------------------------------
     async def drive(self, state: dict[str, JSON] | None = None, step: Step | None = None) -> InstanceRecord:
         """Run until the instance waits, ends, or our lease is lost; return the stored record."""
         self._renewer = asyncio.create_task(self._renew_lease())
+        self.engine.runs[self.id] = self
         try:
             return await self._drive(state, step)
         except ConcurrencyConflict:
@@ -85,6 +93,8 @@ class InstanceRun:
                 self.first_commit.exception()  # retrieved: the starter re-raises it
             raise
         finally:
+            if self.engine.runs.get(self.id) is self:
+                del self.engine.runs[self.id]
             self._renewer.cancel()
             for task in self.inflight.values():
                 task.cancel()
@@ -122,12 +132,7 @@ class InstanceRun:
                     step, state = None, claimed.state
                     continue
             elif self.inflight and not self.results:
-                done, _ = await asyncio.wait(self.inflight.values(), return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    result = task.result()
-                    self.inflight.pop(result.id, None)
-                    self.results[result.id] = result
-                self.dirty = True
+                await self._wait_for_results()
             results, self.results = self.results, {}
             step = self._advance(state, results)
 
@@ -145,10 +150,60 @@ class InstanceRun:
             state = self.record.state
         assert state is not None
         for bookmark in await engine.store.list_bookmarks(self.id, consumed=True):
+            self.fed.add(bookmark.id)
             self.results[bookmark.id] = EffectResult(bookmark.id, value=bookmark.payload)
             self.changes.applied.append(bookmark.id)
+        self.due = {t.bookmark_id: t.due_at for t in await engine.store.list_timers(self.id)}
         results, self.results = self.results, {}
         return state, self._advance(state, results)
+
+    async def _wait_for_results(self) -> None:
+        """Wait for the first outside effect to finish, or for one of our waits to end.
+
+        While a call is in flight, a timer of ours may come due (a task timeout) or an
+        event may consume one of our bookmarks: both must interrupt the wait, not be
+        seen only after the call returns.
+        """
+        waker = asyncio.create_task(self._sleep_until_wake())
+        try:
+            done, _ = await asyncio.wait([*self.inflight.values(), waker], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waker.cancel()
+        for task in done:
+            if task is waker:
+                continue
+            result = task.result()
+            assert isinstance(result, EffectResult)
+            self.inflight.pop(result.id, None)
+            self.results[result.id] = result
+            self.dirty = True
+        if waker in done or self._next_due() is not None and self._next_due() <= self.engine.clock():
+            await self._collect_wakeups()
+
+    def _next_due(self) -> datetime | None:
+        return min(self.due.values()) if self.due else None
+
+    async def _sleep_until_wake(self) -> None:
+        self.wake.clear()
+        due = self._next_due()
+        delay = None if due is None else max((due - self.engine.clock()).total_seconds(), 0.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), delay)
+
+    async def _collect_wakeups(self) -> None:
+        """Fire our due timers and feed every bookmark of ours that was consumed."""
+        store = self.engine.store
+        due = self._next_due()
+        if due is not None and due <= self.engine.clock():
+            fired = await store.fire_due_timers(100)
+            self.engine.poke(t.instance_id for t in fired if t.instance_id != self.id)
+        for bookmark in await store.list_bookmarks(self.id, consumed=True):
+            if bookmark.id in self.fed:
+                continue
+            self.fed.add(bookmark.id)
+            self.due.pop(bookmark.id, None)
+            self.results[bookmark.id] = EffectResult(bookmark.id, value=bookmark.payload)
+            self.changes.applied.append(bookmark.id)
 
     def _advance(self, state: dict[str, JSON], results: dict[str, EffectResult]) -> Step:
         """One interpreter step; a defect in the interpreter fails the instance, not the worker."""
@@ -177,6 +232,9 @@ class InstanceRun:
                 task = self.inflight.pop(effect.target, None)
                 if task is not None:
                     task.cancel()
+            elif isinstance(effect, StartTimer):
+                self.due[effect.id] = effect.due_at
+                self.changes.add_effect(effect, now)
             elif isinstance(effect, StartChild):
                 try:
                     record, _ = await self.engine.definitions.get(
@@ -189,6 +247,8 @@ class InstanceRun:
                     continue
                 self.changes.add_effect(replace(effect, version=record.version), now)
             else:
+                if isinstance(effect, CancelWait):
+                    self.due.pop(effect.target, None)
                 self.changes.add_effect(effect, now)
 
     async def _perform(self, effect: Effect) -> EffectResult:
@@ -228,9 +288,11 @@ class InstanceRun:
                     self.changes.bookmarks[bookmark.id] = replace(bookmark, is_consumed=True, payload=event)
                 else:
                     self.changes.resumes.append(BookmarkResume(bookmark.id, event))
+                    self._poke_after_commit.add(bookmark.instance_id)
                 if bookmark.instance_id == self.id:
                     self.results[bookmark.id] = EffectResult(bookmark.id, value=event)
                     self._apply_next.append(bookmark.id)
+                    self.fed.add(bookmark.id)
         self.changes.emitted.clear()
 
     async def _commit(self, step: Step, status: InstanceStatus, *, release: bool) -> InstanceRecord:
@@ -279,6 +341,8 @@ class InstanceRun:
         self.changes.applied.extend(self._apply_next)
         if wakes_others or bool(checkpoint.new_timers):
             engine.notify_work()
+        engine.poke(i for i in self._poke_after_commit if i != self.id)
+        self._poke_after_commit = set()
         return stored
 
     async def _finish(self, step: Step) -> InstanceRecord:

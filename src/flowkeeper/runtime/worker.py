@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from flowkeeper.records import InstanceRecord
 from flowkeeper.runtime.engine import Engine
 
 
@@ -44,6 +45,7 @@ class Worker:
         fired = await self.engine.store.fire_due_timers(limit)
         if fired:
             self.engine.notify_work()
+            self.engine.poke(t.instance_id for t in fired)
         return len(fired)
 
     async def run_until(self, done: Callable[[], Awaitable[bool]], limit: float | None = None) -> bool:
@@ -75,3 +77,34 @@ class Worker:
         """Wait for the runs this worker started."""
         while self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
+
+
+async def run_to_end(
+    engine: Engine,
+    instance_id: str,
+    *,
+    limit: float | None = None,
+    stop_when_idle: bool = False,
+    concurrency: int = 64,
+    poll_interval: float = 1.0,
+) -> InstanceRecord:
+    """Work (claim, run, fire timers) until the instance ends or ``limit`` seconds pass.
+
+    ``stop_when_idle`` is for a private database, where nothing from outside can resume
+    a suspended instance: once no run is going, nothing is claimable and no timer is
+    pending, waiting longer is pointless.
+    """
+    finished = asyncio.ensure_future(engine.wait_for(instance_id))
+    worker = Worker(engine, concurrency=concurrency, poll_interval=poll_interval)
+
+    async def done() -> bool:
+        if finished.done():
+            return True
+        return stop_when_idle and engine.idle() and await engine.store.next_timer_due() is None
+
+    try:
+        await worker.run_until(done, limit=limit)
+    finally:
+        finished.cancel()
+    await engine.drain()
+    return await engine.store.get_instance(instance_id)

@@ -33,9 +33,12 @@ def create_store(
     """A store for ``url`` (not yet connected: call ``open()``, or let the first call do it).
 
     Pool sizes and timeouts follow the operations guide's connection-string defaults
-    (``Min Pool Size=10;Max Pool Size=100;Connection Timeout=30;Command Timeout=60``).
-    On SQLite the pool is capped (each connection is a thread) and ``command_timeout``
-    is the busy timeout. Raises ``ConfigurationError`` for an unsupported URL.
+    (``Min Pool Size=10;Max Pool Size=100;Connection Timeout=30;Command Timeout=60``):
+    ``min_pool_size`` connections are kept open once made, at most ``max_pool_size``
+    are open at once, ``connect_timeout`` bounds connecting and waiting for a pooled
+    connection, ``command_timeout`` each statement. On SQLite there is one writer
+    connection, readers are capped at 8 (each connection is a thread) and
+    ``command_timeout`` is the busy timeout. ``ConfigurationError`` for an unsupported URL.
     """
     parsed = DatabaseUrl.parse(url)
     # Imported here so that importing the port does not import the adapters' drivers.

@@ -9,20 +9,17 @@ every driver error leaves as a :class:`~flowkeeper.errors.StoreError`.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any
 
-from sqlalchemy import ColumnElement, Executable, Insert, Table, false, func, literal, select, true, tuple_
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import ColumnElement, false, func, literal, select, true, tuple_
 
 from flowkeeper.errors import (
     ConcurrencyConflict,
     DefinitionConflict,
     DefinitionNotFound,
-    FlowkeeperError,
     InstanceNotFound,
     StoreError,
 )
@@ -39,8 +36,9 @@ from flowkeeper.records import (
     OutboxStatus,
     TimerRecord,
 )
-from flowkeeper.store import rows, schema
-from flowkeeper.store.failures import ErrorTranslator, is_unique_violation
+from flowkeeper.store import rows, schema, writes
+from flowkeeper.store.connector import Connector
+from flowkeeper.store.failures import is_unique_violation
 from flowkeeper.store.port import InstancePage, SchemaStatus
 from flowkeeper.store.statements import Statements
 from flowkeeper.store.tables import (
@@ -62,136 +60,14 @@ _d, _i, _b, _t, _l, _o = (
     workflow_execution_log.c,
     workflow_outbox.c,
 )
-# Our own errors and caller mistakes pass through untranslated.
-_PASSTHROUGH = (FlowkeeperError, ValueError, TypeError)
 
 
-class SqlStore:
+class SqlStore(Connector):
     """A :class:`~flowkeeper.store.port.Store` over an async SQLAlchemy engine."""
 
-    #: Whether ``SELECT ... FOR UPDATE`` means anything (PostgreSQL) or writers are
-    #: serialised anyway (SQLite), in which case the explicit row locks are skipped.
-    locks_rows: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        url: DatabaseUrl,
-        *,
-        min_pool_size: int = 10,
-        max_pool_size: int = 100,
-        connect_timeout: float = 30,
-        command_timeout: float = 60,
-        echo: bool = False,
-    ) -> None:
-        if not 0 <= min_pool_size <= max_pool_size or max_pool_size < 1:
-            raise ValueError("need 0 <= min_pool_size <= max_pool_size and max_pool_size >= 1")
-        self._db_url = url
-        #: The URL with its password masked (safe to log).
-        self.url = url.safe
-        self.min_pool_size = min_pool_size
-        self.max_pool_size = max_pool_size
-        self.connect_timeout = connect_timeout
-        self.command_timeout = command_timeout
-        self.echo = echo
-        self._errors = ErrorTranslator(url.password)
-        self._writer: AsyncEngine | None = None  # transactions
-        self._autocommit: AsyncEngine | None = None  # single-statement writes
-        self._reader: AsyncEngine | None = None
+    def __init__(self, url: DatabaseUrl, **options: Any) -> None:
+        super().__init__(url, **options)
         self._sql = Statements(self._now_sql(), self._lease_until_sql())
-
-    # -- dialect hooks -------------------------------------------------------------------------
-
-    def _create_engines(self) -> tuple[AsyncEngine, AsyncEngine, AsyncEngine]:
-        """(transactional writer, autocommit writer, reader) engines; they may share a pool."""
-        raise NotImplementedError
-
-    def _now_sql(self) -> ColumnElement[Any]:
-        """The clock as SQL (``now()`` or a bound ``p_now``)."""
-        raise NotImplementedError
-
-    def _lease_until_sql(self) -> ColumnElement[Any]:
-        """The clock plus a lease as SQL (binds ``p_lease`` or ``p_lease_until``)."""
-        raise NotImplementedError
-
-    def _clock(self, lease: timedelta | None = None) -> dict[str, Any]:
-        """Bind values the clock expressions need for one statement."""
-        raise NotImplementedError
-
-    async def _read_clock(self, conn: AsyncConnection) -> datetime:
-        """The database clock, read through ``conn``."""
-        raise NotImplementedError
-
-    def _insert_or_ignore(self, table: Table) -> Insert:
-        """``INSERT ... ON CONFLICT DO NOTHING`` for ``table``."""
-        raise NotImplementedError
-
-    def _fused_checkpoint_sql(self, release_lease: bool) -> Executable | None:
-        """One statement doing the checkpoint UPDATE and inserting log rows from
-        ``rows.log_columns`` arrays, returning the instance row; None when the dialect
-        cannot (then two statements in a transaction do it)."""
-        return None
-
-    def _write_guard(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        """Held around every write (SQLite: the in-process writer lock)."""
-        return contextlib.nullcontext()
-
-    def _read_guard(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        """Held around every read (in-memory SQLite shares one connection)."""
-        return contextlib.nullcontext()
-
-    # -- connections ---------------------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def _transaction(
-        self, operation: str, *, autocommit: bool = False
-    ) -> AsyncIterator[AsyncConnection]:
-        """A write transaction; ``autocommit`` when the write is one self-contained statement."""
-        if self._writer is None:
-            await self.open()
-        assert self._writer is not None
-        assert self._autocommit is not None
-        engine = self._autocommit if autocommit else self._writer
-        try:
-            async with self._write_guard(), engine.begin() as conn:
-                yield conn
-        except _PASSTHROUGH:
-            raise
-        except Exception as exc:
-            raise self._errors.translate(exc, operation) from exc
-
-    @contextlib.asynccontextmanager
-    async def _reading(self, operation: str) -> AsyncIterator[AsyncConnection]:
-        if self._reader is None:
-            await self.open()
-        assert self._reader is not None
-        try:
-            async with self._read_guard(), self._reader.connect() as conn:
-                yield conn
-        except _PASSTHROUGH:
-            raise
-        except Exception as exc:
-            raise self._errors.translate(exc, operation) from exc
-
-    # -- life cycle ----------------------------------------------------------------------------
-
-    async def open(self) -> None:
-        """Create the engines and make one connection, so a bad URL fails here."""
-        if self._writer is not None:
-            return
-        self._writer, self._autocommit, self._reader = self._create_engines()
-        try:
-            async with self._write_guard(), self._writer.connect() as conn:
-                await conn.exec_driver_sql("SELECT 1")
-        except Exception as exc:
-            await self.close()
-            raise self._errors.translate(exc, "open") from exc
-
-    async def close(self) -> None:
-        """Dispose of the pools; the store may be opened again."""
-        engines = {id(e): e for e in (self._writer, self._autocommit, self._reader) if e is not None}
-        self._writer = self._autocommit = self._reader = None
-        for engine in engines.values():
-            await engine.dispose()
 
     async def migrate(self) -> None:
         """Upgrade the schema to the newest migration."""
@@ -211,11 +87,6 @@ class SqlStore:
         """The database clock (UTC)."""
         async with self._reading("now") as conn:
             return await self._read_clock(conn)
-
-    async def ping(self) -> None:
-        """One cheap round trip; ``StoreUnavailable`` when the database cannot be reached."""
-        async with self._reading("ping") as conn:
-            await conn.exec_driver_sql("SELECT 1")
 
     # -- definitions ---------------------------------------------------------------------------
 
@@ -282,7 +153,7 @@ class SqlStore:
     ) -> InstanceRecord:
         """Insert an instance (optionally claimed) and, atomically, a first checkpoint's rows."""
         log = checkpoint.log if checkpoint else ()
-        _check_log_owner(log, record.id)
+        writes.check_log_owner(log, record.id)
         clock = self._clock()
         params = rows.instance_params(record, log_seq=len(log)) | clock
         try:
@@ -291,8 +162,15 @@ class SqlStore:
                 created = rows.instance(row)
                 if checkpoint is None:
                     return created
-                status = await self._write_checkpoint_rows(
-                    conn, checkpoint, record.id, record.status, 1, clock
+                status = await writes.write_checkpoint_rows(
+                    conn,
+                    self._sql,
+                    checkpoint,
+                    record.id,
+                    InstanceStatus(record.status),
+                    1,
+                    clock,
+                    locks_rows=self.locks_rows,
                 )
                 return created if status is created.status else replace(created, status=status)
         except StoreError as exc:
@@ -389,7 +267,7 @@ class SqlStore:
     async def checkpoint(self, checkpoint: Checkpoint) -> InstanceRecord:
         """Write one step atomically; ``ConcurrencyConflict`` (and nothing written) for a stale writer."""
         cp = checkpoint
-        _check_log_owner(cp.log, cp.instance_id)
+        writes.check_log_owner(cp.log, cp.instance_id)
         params = {
             "p_id": cp.instance_id,
             "p_expected_row_version": cp.expected_row_version,
@@ -406,7 +284,7 @@ class SqlStore:
         }
         clock = self._clock()
         stmt = self._sql.checkpoint_release_lease if cp.release_lease else self._sql.checkpoint_keep_lease
-        if _only_log(cp):
+        if writes.only_log(cp):
             # The hot path (a step that only logged): one statement, autocommitted. On
             # PostgreSQL the log rows ride in the same statement as the guarded UPDATE.
             fused = self._fused_checkpoint_sql(cp.release_lease) if cp.log else stmt
@@ -416,125 +294,29 @@ class SqlStore:
                 async with self._transaction("checkpoint", autocommit=True) as conn:
                     row = (await conn.execute(fused, params | clock)).first()
                     if row is None:
-                        raise await self._conflict(conn, cp)
+                        raise await writes.conflict(conn, cp)
                 return rows.instance(row)
         async with self._transaction("checkpoint") as conn:
             # The guarded UPDATE goes first: when it matches nothing, nothing else has
             # been written yet and the rollback is trivial.
             row = (await conn.execute(stmt, params | clock)).first()
             if row is None:
-                raise await self._conflict(conn, cp)
+                raise await writes.conflict(conn, cp)
             updated = rows.instance(row)
             first_seq = row._mapping["log_seq"] - len(cp.log) + 1
-            status = await self._write_checkpoint_rows(
-                conn, cp, cp.instance_id, updated.status, first_seq, clock
+            status = await writes.write_checkpoint_rows(
+                conn,
+                self._sql,
+                cp,
+                cp.instance_id,
+                updated.status,
+                first_seq,
+                clock,
+                locks_rows=self.locks_rows,
             )
         return updated if status is updated.status else replace(updated, status=status)
 
-    async def _conflict(self, conn: AsyncConnection, cp: Checkpoint) -> ConcurrencyConflict:
-        query = select(_i.row_version, _i.fencing_token, _i.lease_owner).where(_i.id == cp.instance_id)
-        found = (await conn.execute(query)).first()
-        if found is None:
-            return ConcurrencyConflict(
-                f"checkpoint of instance {cp.instance_id}: the instance no longer exists"
-            )
-        return ConcurrencyConflict(
-            f"checkpoint of instance {cp.instance_id} rejected (stale writer): expected row_version "
-            f"{cp.expected_row_version}, fencing token {cp.fencing_token}, owner {cp.lease_owner!r}; "
-            f"found {found.row_version}, {found.fencing_token}, {found.lease_owner!r}"
-        )
-
-    async def _write_checkpoint_rows(
-        self,
-        conn: AsyncConnection,
-        cp: Checkpoint,
-        instance_id: str,
-        status: InstanceStatus,
-        first_seq: int,
-        clock: dict[str, Any],
-    ) -> InstanceStatus:
-        """Everything of a checkpoint but the instance row; returns the instance's final status.
-
-        Empty collections cost no statement; multi-row inserts are one executemany each.
-        """
-        if cp.new_instances:
-            await self._insert_many(
-                conn, self._sql.insert_instance, (rows.instance_params(r, 0) for r in cp.new_instances), clock
-            )
-        # Deletes before inserts, so a bookmark may be replaced by one with the same id.
-        gone = [*cp.applied_bookmarks, *cp.cancelled_bookmarks]
-        if gone:
-            await conn.execute(self._sql.delete_bookmarks, {"p_instance_id": instance_id, "p_ids": gone})
-        if cp.cancelled_timers:
-            await conn.execute(
-                self._sql.delete_timers, {"p_instance_id": instance_id, "p_ids": list(cp.cancelled_timers)}
-            )
-        if cp.new_bookmarks:
-            await self._insert_many(
-                conn, self._sql.insert_bookmark, map(rows.bookmark_params, cp.new_bookmarks), clock
-            )
-        if cp.new_timers:
-            await self._insert_many(
-                conn, self._sql.insert_timer, map(rows.timer_params, cp.new_timers), clock
-            )
-        if cp.outbox:
-            await self._insert_many(conn, self._sql.insert_outbox, map(rows.outbox_params, cp.outbox), clock)
-        if cp.log:
-            log = (rows.log_params(e, instance_id, first_seq + n) for n, e in enumerate(cp.log))
-            await self._insert_many(conn, self._sql.insert_log, log, {})
-        woken: set[str] = set()
-        if cp.resume_bookmarks:
-            woken = await self._consume(
-                conn, [(r.bookmark_id, r.payload) for r in cp.resume_bookmarks], clock
-            )
-        if status is InstanceStatus.SUSPENDED:
-            if instance_id in woken:
-                return InstanceStatus.RUNNING
-            # A consumed bookmark means work to do: an event that arrived while we ran,
-            # or a bookmark created consumed. Run as its own statement, after the
-            # writes above and (on PostgreSQL) after any resumer holding our row has
-            # committed, so it sees that resumer's bookmark.
-            if (await conn.execute(self._sql.wake_if_consumed, {"p_id": instance_id})).first() is not None:
-                return InstanceStatus.RUNNING
-        return status
-
-    @staticmethod
-    async def _insert_many(
-        conn: AsyncConnection, stmt: Insert, params: Iterable[dict[str, Any]], clock: dict[str, Any]
-    ) -> None:
-        batch = [p | clock for p in params] if clock else list(params)
-        await conn.execute(stmt, batch[0] if len(batch) == 1 else batch)
-
     # -- bookmarks -----------------------------------------------------------------------------
-
-    async def _consume(
-        self, conn: AsyncConnection, items: Sequence[tuple[str, JSON]], clock: dict[str, Any]
-    ) -> set[str]:
-        """Consume the not-yet-consumed bookmarks among ``items``; make their instances runnable.
-
-        Returns the ids of the instances whose bookmarks were consumed. Exactly once:
-        the bookmark rows are locked (on SQLite, writers are serialised) before the
-        ``is_consumed = false`` check that decides. Four statements whatever the count.
-        """
-        ids = sorted({bookmark_id for bookmark_id, _ in items})
-        if self.locks_rows:
-            # Instance rows before bookmark rows: the order checkpoints lock in.
-            await conn.execute(self._sql.lock_bookmark_instances, {"p_ids": ids})
-        free = {
-            r.id: r.instance_id
-            for r in await conn.execute(self._sql.lock_unconsumed_bookmarks, {"p_ids": ids})
-        }
-        if not free:
-            return set()
-        batch: dict[str, dict[str, Any]] = {}
-        for bookmark_id, payload in items:
-            if bookmark_id in free and bookmark_id not in batch:  # the first payload wins
-                batch[bookmark_id] = {"p_id": bookmark_id, "p_payload": payload} | clock
-        updates = list(batch.values())
-        await conn.execute(self._sql.consume_bookmark, updates[0] if len(updates) == 1 else updates)
-        owners = set(free.values())
-        await conn.execute(self._sql.make_runnable, {"p_ids": sorted(owners)} | clock)
-        return owners
 
     async def list_bookmarks(self, instance_id: str, *, consumed: bool | None = None) -> list[BookmarkRecord]:
         """An instance's bookmarks, oldest first."""
@@ -561,7 +343,11 @@ class SqlStore:
     async def resume_bookmark(self, bookmark_id: str, payload: JSON) -> bool:
         """Consume one bookmark exactly once; False when it was consumed already or is gone."""
         async with self._transaction("resume_bookmark") as conn:
-            return bool(await self._consume(conn, [(bookmark_id, payload)], self._clock()))
+            return bool(
+                await writes.consume(
+                    conn, self._sql, [(bookmark_id, payload)], self._clock(), locks_rows=self.locks_rows
+                )
+            )
 
     # -- timers --------------------------------------------------------------------------------
 
@@ -591,7 +377,7 @@ class SqlStore:
             fired_at = moment.astimezone(UTC).isoformat()
             if fired:
                 payloads = [(t.bookmark_id, {"timer": t.id, "firedAt": fired_at}) for t in fired]
-                await self._consume(conn, payloads, self._clock())
+                await writes.consume(conn, self._sql, payloads, self._clock(), locks_rows=self.locks_rows)
         return sorted(fired, key=lambda t: (t.due_at, t.id))
 
     async def list_timers(self, instance_id: str) -> list[TimerRecord]:
@@ -616,30 +402,6 @@ class SqlStore:
         query = query.order_by(_o.created_on, _o.id).limit(limit)
         async with self._reading("list_outbox") as conn:
             return [rows.outbox(r) for r in await conn.execute(query)]
-
-
-def _only_log(cp: Checkpoint) -> bool:
-    """True when a checkpoint changes nothing but the instance row and its log."""
-    return InstanceStatus(cp.status) is not InstanceStatus.SUSPENDED and not (
-        cp.new_instances
-        or cp.new_bookmarks
-        or cp.applied_bookmarks
-        or cp.cancelled_bookmarks
-        or cp.new_timers
-        or cp.cancelled_timers
-        or cp.outbox
-        or cp.resume_bookmarks
-    )
-
-
-def _check_log_owner(log: Sequence[LogEntry], instance_id: str) -> None:
-    # Sequence numbers are per instance and come from that instance's row: a log entry
-    # of another instance cannot be numbered here.
-    for entry in log:
-        if entry.instance_id != instance_id:
-            raise ValueError(
-                f"log entry of instance {entry.instance_id} in a write for instance {instance_id}"
-            )
 
 
 def _bind_ts(value: datetime) -> ColumnElement[Any]:

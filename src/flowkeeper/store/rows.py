@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -276,8 +276,3 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     if moment.tzinfo is None or not isinstance(instance_id, str):
         raise ValueError(f"invalid cursor {cursor!r}")
     return moment, instance_id
-
-
-def changed_keys(mapping: Mapping[str, Any], *keys: str) -> dict[str, Any]:
-    """The subset of ``mapping`` with the given keys (for building UPDATE values)."""
-    return {k: mapping[k] for k in keys}

@@ -81,7 +81,9 @@ class Make:
         }
         return Checkpoint(**(fields | kw))
 
-    def log(self, instance_id: str, *references: str, event: LogEvent = LogEvent.COMPLETED) -> tuple[LogEntry, ...]:
+    def log(
+        self, instance_id: str, *references: str, event: LogEvent = LogEvent.COMPLETED
+    ) -> tuple[LogEntry, ...]:
         at = datetime.now(UTC)
         return tuple(
             LogEntry(
@@ -126,7 +128,9 @@ class Make:
         }
         return OutboxRecord(**(fields | kw))
 
-    async def suspended_on(self, store: Store, bookmark_kind: BookmarkKind = BookmarkKind.EVENT, **kw: Any) -> tuple[InstanceRecord, BookmarkRecord]:
+    async def suspended_on(
+        self, store: Store, bookmark_kind: BookmarkKind = BookmarkKind.EVENT, **kw: Any
+    ) -> tuple[InstanceRecord, BookmarkRecord]:
         """An instance suspended (lease released) on one new bookmark."""
         instance = await self.claimed(store)
         bookmark = self.bookmark(instance.id, kind=bookmark_kind, **kw)
@@ -146,4 +150,3 @@ class Make:
 def make() -> Make:
     """Record builders."""
     return Make()
-

@@ -87,7 +87,9 @@ async def test_log_rows_are_numbered_per_instance(store: Store, make, extra: str
 async def test_a_first_checkpoint_log_continues_in_later_checkpoints(store: Store, make) -> None:
     expires = await store.now() + MINUTE
     record = make.instance(status=InstanceStatus.RUNNING, lease_owner="w1", lease_expires_at=expires)
-    created = await store.create_instance(record, make.checkpoint(record, log=make.log(record.id, "/a", "/b")))
+    created = await store.create_instance(
+        record, make.checkpoint(record, log=make.log(record.id, "/a", "/b"))
+    )
     await store.checkpoint(make.checkpoint(created, log=make.log(record.id, "/c")))
     assert [e.seq for e in await store.get_log(record.id)] == [1, 2, 3]
 
@@ -204,7 +206,10 @@ async def test_new_child_instances_are_created(store: Store, make) -> None:
 
 async def test_outbox_rows_written_by_a_checkpoint(store: Store, make) -> None:
     instance = await make.claimed(store)
-    first, second = make.outbox(instance.id), make.outbox(instance.id, status=OutboxStatus.DEAD, last_error="x")
+    first, second = (
+        make.outbox(instance.id),
+        make.outbox(instance.id, status=OutboxStatus.DEAD, last_error="x"),
+    )
     await store.checkpoint(make.checkpoint(instance, outbox=(first, second)))
     rows = await store.list_outbox()
     assert {r.id for r in rows} == {first.id, second.id}
@@ -240,7 +245,9 @@ async def test_resume_bookmarks_wakes_another_instance(store: Store, make) -> No
     assert (await store.list_bookmarks(parent.id))[0].payload == {"output": {"child": "done"}}
 
 
-async def test_resume_bookmarks_consumes_exactly_once_under_concurrency(store: Store, store_factory, make) -> None:
+async def test_resume_bookmarks_consumes_exactly_once_under_concurrency(
+    store: Store, store_factory, make
+) -> None:
     waiting, bookmark = await make.suspended_on(store)
     other = await store_factory()
     writers = [await make.claimed(store) for _ in range(6)]
@@ -284,7 +291,9 @@ async def test_suspending_after_an_event_arrived_mid_run_stays_running(store: St
     # The event arrives while the worker still runs the instance (status running).
     assert await store.resume_bookmark(bookmark.id, {"event": 1})
     assert (await store.get_instance(instance.id)).status is InstanceStatus.RUNNING
-    stored = await store.checkpoint(make.checkpoint(instance, status=InstanceStatus.SUSPENDED, release_lease=True))
+    stored = await store.checkpoint(
+        make.checkpoint(instance, status=InstanceStatus.SUSPENDED, release_lease=True)
+    )
     assert stored.status is InstanceStatus.RUNNING
 
 
@@ -333,7 +342,9 @@ async def test_suspend_racing_an_event_never_strands_the_instance(store: Store, 
         bookmark = make.bookmark(instance.id)
         instance = await store.checkpoint(make.checkpoint(instance, new_bookmarks=(bookmark,)))
         suspend = make.checkpoint(instance, status=InstanceStatus.SUSPENDED, release_lease=True)
-        _, resumed = await asyncio.gather(store.checkpoint(suspend), other.resume_bookmark(bookmark.id, {"e": 1}))
+        _, resumed = await asyncio.gather(
+            store.checkpoint(suspend), other.resume_bookmark(bookmark.id, {"e": 1})
+        )
         assert resumed
         assert (await store.get_instance(instance.id)).status is InstanceStatus.RUNNING
 

@@ -157,7 +157,9 @@ async def test_a_foreign_cursor_is_a_value_error(store: Store) -> None:
 
 async def test_log_entries_of_another_instance_are_refused(store: Store, make) -> None:
     record = make.instance()
-    checkpoint = make.checkpoint(make.instance(id=record.id, lease_owner="x"), log=make.log("someone-else", "/a"))
+    checkpoint = make.checkpoint(
+        make.instance(id=record.id, lease_owner="x"), log=make.log("someone-else", "/a")
+    )
     with pytest.raises(ValueError, match="log entry"):
         await store.create_instance(record, checkpoint)
     assert LogEvent.COMPLETED  # the builder's default event

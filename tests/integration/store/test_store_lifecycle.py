@@ -8,7 +8,7 @@ from datetime import UTC, timedelta
 import pytest
 
 from flowkeeper.errors import ConfigurationError, StoreError, StoreUnavailable
-from flowkeeper.store import SchemaStatus, Store, create_store
+from flowkeeper.store import Store, create_store
 from flowkeeper.store.postgres import PostgresStore
 from flowkeeper.store.sqlite import SqliteStore
 
@@ -59,21 +59,6 @@ async def test_unopenable_sqlite_file_is_store_unavailable(tmp_path) -> None:
         await store.open()
 
 
-async def test_schema_status_before_and_after_migrate(store_url: str) -> None:
-    store = create_store(store_url, min_pool_size=1, max_pool_size=2)
-    try:
-        before = await store.schema_status()
-        assert before == SchemaStatus(current=None, head="0001_initial")
-        assert not before.up_to_date
-        await store.migrate()
-        await store.migrate()  # idempotent
-        after = await store.schema_status()
-        assert after.current == after.head == "0001_initial"
-        assert after.up_to_date
-    finally:
-        await store.close()
-
-
 async def test_open_twice_close_and_reopen(store: Store) -> None:
     await store.open()
     await store.ping()
@@ -102,6 +87,33 @@ async def test_driver_errors_are_wrapped_with_their_cause(store: Store, make) ->
     # A naive datetime is refused by the column type; the caller sees a StoreError.
     from datetime import datetime
 
-    record = make.instance(created_on=datetime(2024, 1, 1))  # noqa: DTZ001
+    record = make.instance(created_on=datetime(2024, 1, 1))
     with pytest.raises((StoreError, ValueError)):
         await store.create_instance(record)
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+async def test_in_memory_sqlite_store_works_end_to_end(url: str, make) -> None:
+    store = create_store(url)
+    try:
+        await store.migrate()
+        created = await store.create_instance(make.instance())
+        [claimed] = await store.claim_instances("w1", timedelta(minutes=1), 5)
+        assert claimed.id == created.id
+        await store.checkpoint(make.checkpoint(claimed, log=make.log(claimed.id, "/a")))
+        assert [e.seq for e in await store.get_log(created.id)] == [1]
+        results = await asyncio.gather(*(store.get_instance(created.id) for _ in range(5)))
+        assert {r.row_version for r in results} == {2}
+    finally:
+        await store.close()
+
+
+def test_libpq_sslmode_is_passed_to_asyncpg_as_ssl() -> None:
+    from flowkeeper.store.urls import DatabaseUrl
+
+    parsed = DatabaseUrl.parse("postgres://u:pw@h:5433/db?sslmode=require")
+    assert parsed.backend == "postgresql"
+    assert parsed.url.drivername == "postgresql+asyncpg"
+    assert dict(parsed.url.query) == {"ssl": "require"}
+    assert "pw" not in parsed.safe
+    assert parsed.password == "pw"

@@ -30,8 +30,14 @@ def _ts() -> sa.DateTime:
     return sa.DateTime(timezone=True)
 
 
-def _where(expr: str) -> dict[str, Any]:
-    return {"postgresql_where": sa.text(expr), "sqlite_where": sa.text(expr)}
+def _where(expr: sa.ColumnElement[bool]) -> dict[str, Any]:
+    # An expression, not text: each dialect renders it as it renders queries (SQLite
+    # spells false as 0), and SQLite uses a partial index only when the query's WHERE
+    # matches the index's predicate term for term.
+    return {"postgresql_where": expr, "sqlite_where": expr}
+
+
+_NOT_CONSUMED = sa.column("is_consumed") == sa.false()
 
 
 def _instance_fk(table: str) -> sa.ForeignKeyConstraint:
@@ -93,7 +99,7 @@ def upgrade() -> None:
         "ix_workflow_instance_claim",
         "workflow_instance",
         ["status", "lease_expires_at"],
-        **_where("status IN ('pending', 'running')"),
+        **_where(sa.column("status").in_(["pending", "running"])),
     )
     op.create_index("ix_workflow_instance_created_on_id", "workflow_instance", ["created_on", "id"])
     op.create_index("ix_workflow_instance_parent_id", "workflow_instance", ["parent_id"])
@@ -120,14 +126,14 @@ def upgrade() -> None:
         "ix_workflow_bookmark_processing",
         "workflow_bookmark",
         ["instance_id", "activity_id", "is_consumed"],
-        **_where("is_consumed = false"),
+        **_where(_NOT_CONSUMED),
     )
     op.create_index("ix_workflow_bookmark_instance_id", "workflow_bookmark", ["instance_id"])
     op.create_index(
         "ix_workflow_bookmark_event_type",
         "workflow_bookmark",
         ["event_type"],
-        **_where("is_consumed = false"),
+        **_where(_NOT_CONSUMED),
     )
 
     op.create_table(
@@ -162,7 +168,7 @@ def upgrade() -> None:
         "ix_workflow_outbox_processing",
         "workflow_outbox",
         ["status", "next_attempt_at"],
-        **_where("status IN ('pending', 'processing')"),
+        **_where(sa.column("status").in_(["pending", "processing"])),
     )
     op.create_index("ix_workflow_outbox_created_on", "workflow_outbox", ["created_on"])
 
