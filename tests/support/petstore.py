@@ -10,9 +10,9 @@ import copy
 from typing import Any
 
 PETS: dict[int, dict[str, Any]] = {
-    1: {"id": 1, "name": "rex", "status": "available", "category": {"id": 1, "name": "dogs"}, "tags": []},
-    2: {"id": 2, "name": "tom", "status": "available", "category": {"id": 2, "name": "cats"}, "tags": []},
-    3: {"id": 3, "name": "nemo", "status": "sold", "category": {"id": 3, "name": "fish"}, "tags": []},
+    1: {"id": 1, "name": "doggie", "status": "available", "category": {"id": 1, "name": "dogs"}, "tags": []},
+    2: {"id": 2, "name": "kitty", "status": "available", "category": {"id": 2, "name": "cats"}, "tags": []},
+    3: {"id": 3, "name": "goldie", "status": "sold", "category": {"id": 3, "name": "fish"}, "tags": []},
 }
 
 

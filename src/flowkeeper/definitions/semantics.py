@@ -115,11 +115,19 @@ class SemanticChecker:
         elif kind == "run":
             self._run(task["run"], f"{pointer}/run")
         elif kind == "switch":
+            defaults = 0
             for index, case in enumerate(task["switch"]):
                 for case_name, body in case.items():
-                    self._then(
-                        body.get("then"), f"{pointer}/switch/{index}/{escape(case_name)}/then", siblings
-                    )
+                    case_pointer = f"{pointer}/switch/{index}/{escape(case_name)}"
+                    self._then(body.get("then"), f"{case_pointer}/then", siblings)
+                    if body.get("when") is None:
+                        defaults += 1
+                        if defaults > 1:
+                            # The first case without `when` always matches: this one never could.
+                            self._add(
+                                case_pointer,
+                                "a switch may have only one default case (a case without `when`)",
+                            )
         elif kind == "try":
             self._task_list(task["try"], f"{pointer}/try")
             catch = task["catch"]

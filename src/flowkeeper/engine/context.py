@@ -107,7 +107,8 @@ class StepContext:
         self.state = state
         self.results = dict(results)
         self.inflight = inflight
-        self.secrets = secrets
+        # A workflow sees only the secrets it declares in ``use.secrets``.
+        self.secrets = {k: secrets[k] for k in program.declared_secrets if k in secrets}
         self.runtime = runtime
         self.clock = clock
         self.new_uuid = new_uuid

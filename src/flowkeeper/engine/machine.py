@@ -145,6 +145,10 @@ class Interpreter:
         state = ctx.state
         raw = state["workflow"]["input"]
         ctx.record("/", self.program.name, "workflow", "started")
+        missing = [name for name in self.program.declared_secrets if name not in ctx.secrets]
+        if missing:
+            detail = f"secret(s) {', '.join(missing)} declared in use.secrets are not available"
+            return fault_of(standard_error("authorization", detail, status=403), "/use/secrets")
         spec = doc.get("input") or {}
         try:
             data = raw

@@ -27,7 +27,7 @@ def task_type(task: dict[str, JSON]) -> str:
 class Program:
     """An immutable index over a definition document: task and task-list references."""
 
-    __slots__ = ("document", "lists", "name", "namespace", "tasks", "version")
+    __slots__ = ("declared_secrets", "document", "lists", "name", "namespace", "tasks", "version")
 
     def __init__(self, document: dict[str, JSON]) -> None:
         self.document = document
@@ -35,6 +35,8 @@ class Program:
         self.namespace = str(meta.get("namespace", "default"))
         self.name = str(meta.get("name", "workflow"))
         self.version = str(meta.get("version", "0.0.0"))
+        #: ``use.secrets``: the only secrets the workflow may read (``$secrets``, secret-based auth).
+        self.declared_secrets: tuple[str, ...] = tuple(str(n) for n in (document.get("use") or {}).get("secrets") or ())
         self.tasks: dict[str, tuple[str, dict[str, JSON]]] = {}
         self.lists: dict[str, list[tuple[str, dict[str, JSON]]]] = {}
         self._index_list("/do", document.get("do") or [])

@@ -131,8 +131,9 @@ def expand_uri_template(template: str, data: Any) -> str:
     """Expand RFC 6570 simple ``{name}`` fields from the top level of ``data``.
 
     The DSL's "simple interpolation, only possible with top level variables" (dotted
-    names reach into nested objects as a convenience). A field whose value is missing
-    is an expression error rather than a silently broken URI.
+    names reach into nested objects as a convenience). As RFC 6570 says, an undefined
+    field expands to nothing; an object or array is not a path segment, so it is an
+    expression error rather than a silently mangled URI.
     """
     if "{" not in template:
         return template
@@ -141,12 +142,13 @@ def expand_uri_template(template: str, data: Any) -> str:
         node: Any = data
         for part in match.group(1).split("."):
             if not isinstance(node, dict) or part not in node:
-                raise standard_error(
-                    "expression", f"URI template field {{{match.group(1)}}} is not in the task input"
-                )
+                return ""
             node = node[part]
-        text = node if isinstance(node, str) else _scalar(node)
-        return quote(text, safe="")
+        if isinstance(node, dict | list):
+            raise standard_error(
+                "expression", f"URI template field {{{match.group(1)}}} is not a string, number or boolean"
+            )
+        return quote(node if isinstance(node, str) else _scalar(node), safe="")
 
     return _TEMPLATE_FIELD.sub(replace, template)
 
