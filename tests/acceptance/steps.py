@@ -51,7 +51,9 @@ def lookup(document: Any, dotted: str) -> tuple[bool, Any]:
 
 def subset(expected: Any, actual: Any) -> bool:
     if isinstance(expected, dict):
-        return isinstance(actual, dict) and all(k in actual and subset(v, actual[k]) for k, v in expected.items())
+        return isinstance(actual, dict) and all(
+            k in actual and subset(v, actual[k]) for k, v in expected.items()
+        )
     return bool(expected == actual)
 
 
@@ -118,7 +120,9 @@ def then_fault_with(scenario: Scenario, docstring: str) -> None:
 def then_input_rejected(scenario: Scenario) -> None:
     r = scenario.result
     rejected = r.code == 2 or (
-        r.code == 1 and isinstance(r.document, dict) and str(r.document.get("type", "")).endswith("/validation")
+        r.code == 1
+        and isinstance(r.document, dict)
+        and str(r.document.get("type", "")).endswith("/validation")
     )
     assert rejected, (r.code, r.document)
 
@@ -149,7 +153,11 @@ def then_property_value(scenario: Scenario, name: str, docstring: str) -> None:
     assert found and value == yaml.safe_load(docstring), f"{name} = {value!r}"
 
 
-@then(parsers.re(r"the workflow output should have a '(?P<name>[^']*)' property containing (?P<count>\d+) items"))
+@then(
+    parsers.re(
+        r"the workflow output should have a '(?P<name>[^']*)' property containing (?P<count>\d+) items"
+    )
+)
 def then_property_count(scenario: Scenario, name: str, count: str) -> None:
     found, value = lookup(scenario.result.document, name)
     assert found and isinstance(value, list) and len(value) == int(count), f"{name} = {value!r}"

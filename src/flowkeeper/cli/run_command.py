@@ -26,8 +26,8 @@ from flowkeeper.errors import (
 )
 from flowkeeper.records import InstanceRecord, InstanceStatus
 from flowkeeper.runtime import Engine
-from flowkeeper.runtime.worker import run_to_end
 from flowkeeper.runtime.bootstrap import build_engine, open_store
+from flowkeeper.runtime.worker import run_to_end
 
 JSON = Any
 log = logging.getLogger("flowkeeper.cli")

@@ -141,6 +141,7 @@ def retry_delay(policy: Mapping[str, JSON], attempt: int, seed: str) -> timedelt
     """
     base = parse_duration(policy["delay"]) if policy.get("delay") is not None else timedelta(0)
     backoff = policy.get("backoff") or {}
+    delay: timedelta
     if "exponential" in backoff:
         delay = base * (2 ** (attempt - 1))
     elif "linear" in backoff:

@@ -36,7 +36,9 @@ class Program:
         self.name = str(meta.get("name", "workflow"))
         self.version = str(meta.get("version", "0.0.0"))
         #: ``use.secrets``: the only secrets the workflow may read (``$secrets``, secret-based auth).
-        self.declared_secrets: tuple[str, ...] = tuple(str(n) for n in (document.get("use") or {}).get("secrets") or ())
+        self.declared_secrets: tuple[str, ...] = tuple(
+            str(n) for n in (document.get("use") or {}).get("secrets") or ()
+        )
         self.tasks: dict[str, tuple[str, dict[str, JSON]]] = {}
         self.lists: dict[str, list[tuple[str, dict[str, JSON]]]] = {}
         self._index_list("/do", document.get("do") or [])

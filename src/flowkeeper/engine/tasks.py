@@ -8,6 +8,7 @@ goes in ``frame["b"]``) and returns the task's raw output, a fault, or ``BLOCKED
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from flowkeeper.engine.context import BLOCKED, BodyFn, Done, Fault, Frame, Outcome, StepContext, fault_of, iso
@@ -199,7 +200,11 @@ def _http_effect(
             document_authentication=resolve_authentication(ctx, doc_auth, variables, data),
         )
     uri_spec, auth_spec = _endpoint(raw.get("endpoint"))
-    uri = evaluate(uri_spec, data, variables) if is_expression(uri_spec) else expand_uri_template(uri_spec, data)
+    uri = (
+        evaluate(uri_spec, data, variables)
+        if is_expression(uri_spec)
+        else expand_uri_template(uri_spec, data)
+    )
     return HttpCall(
         wid,
         frame["ref"],
@@ -273,15 +278,17 @@ def run_run(ctx: StepContext, frame: Frame, body: dict[str, JSON], scope: Mappin
                     "returns": spec.get("return", "stdout"),
                     "wait": wait,
                 }
-                return await_effect(
-                    ctx, frame, "call", lambda wid, args=effect_args: ProcessRun(wid, frame["ref"], **args)
-                )
+                return await_effect(ctx, frame, "call", partial(_process_run, frame["ref"], effect_args))
         kind = next(iter(k for k in ("container", "workflow") if k in spec), "unknown")
         return fault_of(
             standard_error("configuration", f"run: {kind} is not supported by Flowkeeper"), frame["ref"]
         )
     except WorkflowError as exc:
         return fault_of(exc, frame["ref"])
+
+
+def _process_run(ref: str, args: dict[str, Any], wid: str) -> Effect:
+    return ProcessRun(wid, ref, **args)
 
 
 def _run_workflow(

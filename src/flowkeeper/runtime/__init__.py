@@ -8,4 +8,12 @@ from flowkeeper.runtime.engine import Engine, default_owner
 from flowkeeper.runtime.hooks import ActivityInput, CheckpointInput, Interceptor
 from flowkeeper.runtime.worker import Worker, run_to_end
 
-__all__ = ["ActivityInput", "CheckpointInput", "Engine", "Interceptor", "Worker", "default_owner", "run_to_end"]
+__all__ = [
+    "ActivityInput",
+    "CheckpointInput",
+    "Engine",
+    "Interceptor",
+    "Worker",
+    "default_owner",
+    "run_to_end",
+]

@@ -25,7 +25,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flowkeeper.engine import CANCELLED, COMPLETED, FAULTED, WAITING, Interpreter, Step
-from flowkeeper.engine.effects import OUTSIDE_EFFECTS, CancelWait, Effect, EffectResult, StartChild, StartTimer
+from flowkeeper.engine.effects import (
+    OUTSIDE_EFFECTS,
+    CancelWait,
+    Effect,
+    EffectResult,
+    StartChild,
+    StartTimer,
+)
 from flowkeeper.engine.events import match
 from flowkeeper.errors import ConcurrencyConflict, DefinitionNotFound, WorkflowError, standard_error
 from flowkeeper.records import BookmarkKind, BookmarkResume, Checkpoint, InstanceRecord, InstanceStatus
@@ -166,7 +173,9 @@ class InstanceRun:
         """
         waker = asyncio.create_task(self._sleep_until_wake())
         try:
-            done, _ = await asyncio.wait([*self.inflight.values(), waker], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                [*self.inflight.values(), waker], return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             waker.cancel()
         for task in done:
@@ -177,7 +186,8 @@ class InstanceRun:
             self.inflight.pop(result.id, None)
             self.results[result.id] = result
             self.dirty = True
-        if waker in done or self._next_due() is not None and self._next_due() <= self.engine.clock():
+        due = self._next_due()
+        if waker in done or (due is not None and due <= self.engine.clock()):
             await self._collect_wakeups()
 
     def _next_due(self) -> datetime | None:
