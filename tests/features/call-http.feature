@@ -245,35 +245,6 @@ Feature: HTTP Calls
     user: serverless-workflow
     """
 
-  # Pins: bearer authentication (token from an expression, via a reusable policy) adds
-  # an Authorization header.
-  Scenario: Bearer Authentication Adds An Authorization Header
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: http-bearer-auth, version: '1.0.0'}
-    use:
-      authentications:
-        apiAuth:
-          bearer:
-            token: ${ .token }
-    do:
-      - callApi:
-          call: http
-          with:
-            method: get
-            endpoint:
-              uri: '{{STANDIN}}/rec/http-bearer'
-              authentication:
-                use: apiAuth
-    """
-    And given the workflow input is:
-    """yaml
-    token: abc123
-    """
-    When the workflow is executed
-    Then the workflow should complete
-    And every request at '/rec/http-bearer' should carry a header 'Authorization'
-
   # Pins: Flowkeeper sends an Idempotency-Key header on every HTTP call (DESIGN).
   Scenario: Every Call Carries An Idempotency Key
     Given a workflow with definition:

@@ -31,29 +31,6 @@ Feature: Data Flow
     quantity: 2
     """
 
-  # Pins: the workflow's `output.as` in object form, with runtime expressions inside,
-  # shapes the final output.
-  Scenario: Workflow Output Transformation In Object Form
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: workflow-output-as-object, version: '1.0.0'}
-    do:
-      - compute:
-          set:
-            a: 2
-            b: 3
-    output:
-      as:
-        total: ${ .a + .b }
-        unit: items
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    total: 5
-    unit: items
-    """
-
   # Pins: a task's `input.from` in object form; `$input` is the transformed input.
   Scenario: Task Input Transformation In Object Form
     Given a workflow with definition:
@@ -373,24 +350,4 @@ Feature: Data Flow
     """yaml
     type: https://serverlessworkflow.io/spec/1.0.0/errors/validation
     status: 400
-    """
-
-  # Pins: `set` replaces the data with the evaluated object (no merge with its input).
-  Scenario: Set Replaces The Data
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: set-replaces, version: '1.0.0'}
-    do:
-      - replace:
-          set:
-            b: 2
-    """
-    And given the workflow input is:
-    """yaml
-    a: 1
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    b: 2
     """

@@ -83,28 +83,6 @@ Feature: Emit Task
     eu-west
     """
 
-  # Pins: an explicit `id` is kept as the event's id.
-  Scenario: Emit Keeps An Explicit Id
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: emit-explicit-id, version: '1.0.0'}
-    do:
-      - announce:
-          emit:
-            event:
-              with:
-                id: evt-123
-                source: https://example.com/orders
-                type: com.example.order.created.v1
-                data: {}
-    """
-    When the workflow is executed
-    Then the workflow should complete
-    And the workflow output should have a 'id' property with value:
-    """yaml
-    evt-123
-    """
-
   # Pins: `source` and `type` may be runtime expressions.
   Scenario: Emit With Source And Type From Expressions
     Given a workflow with definition:

@@ -66,37 +66,6 @@ Feature: Errors, Try And Catch
     caught: 404
     """
 
-  # Pins: a filter on a custom error type alone catches a raised error of that type.
-  Scenario: Catch A Raised Error By Its Custom Type
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: catch-custom-type, version: '1.0.0'}
-    do:
-      - guarded:
-          try:
-            - reject:
-                raise:
-                  error:
-                    type: https://example.com/errors/out-of-stock
-                    status: 409
-                    title: Out Of Stock
-          catch:
-            errors:
-              with:
-                type: https://example.com/errors/out-of-stock
-            do:
-              - recover:
-                  set:
-                    title: ${ $error.title }
-                    status: ${ $error.status }
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    title: Out Of Stock
-    status: 409
-    """
-
   # Pins: an error whose type the filter does not match is re-raised unchanged: the
   # workflow faults with the original error and the raising task's instance pointer.
   Scenario: An Error Not Matching The Filter Is Re-raised

@@ -176,39 +176,6 @@ Feature: Flow Directives And Composition
     """
     And paintRed should not run
 
-  # Pins: a switch case may `exit` the nested scope it belongs to.
-  Scenario: Switch Case Exits A Nested Do
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: switch-exit-nested, version: '1.0.0'}
-    do:
-      - validate:
-          do:
-            - check:
-                switch:
-                  - invalid:
-                      when: .quantity <= 0
-                      then: exit
-            - accept:
-                set:
-                  accepted: true
-      - finish:
-          set:
-            finished: true
-            accepted: ${ .accepted // false }
-    """
-    And given the workflow input is:
-    """yaml
-    quantity: 0
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    finished: true
-    accepted: false
-    """
-    And accept should not run
-
   # Pins: nested `do` tasks run in order and the composite's output is its last subtask's.
   Scenario: Nested Do Tasks Run In Order
     Given a workflow with definition:

@@ -151,35 +151,3 @@ Feature: For Task
     """yaml
     3
     """
-
-  # Pins: nested for loops see both loop variables, and data threads through both levels.
-  Scenario: Nested For Loops
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: for-nested, version: '1.0.0'}
-    do:
-      - rows:
-          for:
-            each: row
-            in: .rows
-          do:
-            - cols:
-                for:
-                  each: col
-                  in: $workflow.input.cols
-                do:
-                  - cell:
-                      set:
-                        cells: ${ .cells + ["\($row)\($col)"] }
-    """
-    And given the workflow input is:
-    """yaml
-    rows: [1, 2]
-    cols: [a, b]
-    cells: []
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    cells: [1a, 1b, 2a, 2b]
-    """

@@ -157,39 +157,3 @@ Feature: Fork Task
     """yaml
     recovered: true
     """
-
-  # Pins: every branch makes its HTTP call (two branches, two recorded requests).
-  Scenario: Branches Each Perform Their Calls
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: fork-branch-calls, version: '1.0.0'}
-    do:
-      - notify:
-          fork:
-            branches:
-              - notifyA:
-                  call: http
-                  with:
-                    method: post
-                    endpoint:
-                      uri: '{{STANDIN}}/rec/fork-notify-a'
-                    body:
-                      to: a
-              - notifyB:
-                  call: http
-                  with:
-                    method: post
-                    endpoint:
-                      uri: '{{STANDIN}}/rec/fork-notify-b'
-                    body:
-                      to: b
-          output:
-            as: map(.echo.to)
-    """
-    When the workflow is executed
-    Then the workflow should complete with output:
-    """yaml
-    [a, b]
-    """
-    And the stand-in should have received 1 request at '/rec/fork-notify-a'
-    And the stand-in should have received 1 request at '/rec/fork-notify-b'

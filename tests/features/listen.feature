@@ -27,7 +27,7 @@ Feature: Listen Task
                   do:
                     - settle:
                         wait:
-                          milliseconds: 150
+                          milliseconds: 100
                     - publish:
                         emit:
                           event:
@@ -66,7 +66,7 @@ Feature: Listen Task
                   do:
                     - settle:
                         wait:
-                          milliseconds: 150
+                          milliseconds: 100
                     - publishSmall:
                         emit:
                           event:
@@ -114,7 +114,7 @@ Feature: Listen Task
                   do:
                     - settle:
                         wait:
-                          milliseconds: 150
+                          milliseconds: 100
                     - publishUnrelated:
                         emit:
                           event:
@@ -161,7 +161,7 @@ Feature: Listen Task
                   do:
                     - settle:
                         wait:
-                          milliseconds: 150
+                          milliseconds: 100
                     - tick1:
                         emit:
                           event:
@@ -226,7 +226,7 @@ Feature: Listen Task
                   do:
                     - settle:
                         wait:
-                          milliseconds: 150
+                          milliseconds: 100
                     - reading1:
                         emit:
                           event:
@@ -289,7 +289,7 @@ Feature: Listen Task
                   do:
                     - settle:
                         wait:
-                          milliseconds: 150
+                          milliseconds: 100
                     - fraudChecked:
                         emit:
                           event:
@@ -341,7 +341,7 @@ Feature: Listen Task
                   do:
                     - settle:
                         wait:
-                          milliseconds: 150
+                          milliseconds: 100
                     - managerApproved:
                         emit:
                           event:
@@ -378,7 +378,7 @@ Feature: Listen Task
                   do:
                     - settle:
                         wait:
-                          milliseconds: 150
+                          milliseconds: 100
                     - otherOrderPaid:
                         emit:
                           event:
@@ -437,7 +437,7 @@ Feature: Listen Task
                   do:
                     - settle:
                         wait:
-                          milliseconds: 150
+                          milliseconds: 100
                     - usReport:
                         emit:
                           event:
@@ -494,7 +494,7 @@ Feature: Listen Task
                   do:
                     - settle:
                         wait:
-                          milliseconds: 150
+                          milliseconds: 100
                     - checkoutC1:
                         emit:
                           event:
@@ -564,7 +564,7 @@ Feature: Listen Task
                   do:
                     - settle:
                         wait:
-                          milliseconds: 150
+                          milliseconds: 100
                     - otherOrderPaid:
                         emit:
                           event:
@@ -602,7 +602,7 @@ Feature: Listen Task
                   do:
                     - settle:
                         wait:
-                          milliseconds: 150
+                          milliseconds: 100
                     - publish:
                         emit:
                           event:

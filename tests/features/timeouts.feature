@@ -64,31 +64,6 @@ Feature: Timeouts
     """
     And the run should take less than 2.8 seconds
 
-  # Pins: a task timeout also bounds a `wait` task (a durable timer).
-  Scenario: A Task Timeout Interrupts A Long Wait
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: task-timeout-wait, version: '1.0.0'}
-    do:
-      - longPause:
-          wait:
-            minutes: 5
-          timeout:
-            after:
-              milliseconds: 300
-      - afterPause:
-          set:
-            done: true
-    """
-    When the workflow is executed
-    Then the workflow should fault with error:
-    """yaml
-    type: https://serverlessworkflow.io/spec/1.0.0/errors/timeout
-    status: 408
-    """
-    And afterPause should not run
-    And the run should take less than 5 seconds
-
   # Pins: a task timeout bounds a `listen` task: with no event, the timeout error is
   # raised (rather than the instance staying suspended).
   Scenario: A Task Timeout Interrupts A Listen That Receives Nothing

@@ -124,20 +124,6 @@ Feature: Definition Validation
     When the workflow is executed
     Then the workflow should be rejected as invalid
 
-  # Pins: a task `timeout` naming a timeout missing from `use.timeouts` is invalid.
-  Scenario: Unknown Timeout Reference Is Invalid
-    Given a workflow with definition:
-    """yaml
-    document: {dsl: '1.0.3', namespace: test, name: invalid-unknown-timeout-ref, version: '1.0.0'}
-    do:
-      - work:
-          set:
-            a: 1
-          timeout: doesNotExist
-    """
-    When the workflow is executed
-    Then the workflow should be rejected as invalid
-
   # Pins: a switch may have only one default case (DSL Switch Case).
   Scenario: Two Default Switch Cases Are Invalid
     Given a workflow with definition:
