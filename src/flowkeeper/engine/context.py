@@ -16,6 +16,7 @@ from typing import Any
 from flowkeeper.engine.effects import Effect, EffectResult
 from flowkeeper.engine.program import Program
 from flowkeeper.errors import WorkflowError
+from flowkeeper.expressions import Lazy
 
 JSON = Any
 Frame = dict[str, Any]
@@ -79,6 +80,8 @@ class LogRecord:
     detail: dict[str, JSON] | None = None
 
 
+_EVENT_NAMESPACE = uuid.UUID("6f1c3f0e-3b8a-4c5e-9a57-8f2f4f3d2b10")
+
 #: How many tasks one advance may run before yielding, so a loop that never waits
 #: is still checkpointed (and can be cancelled) instead of spinning forever.
 STEP_BUDGET = 5000
@@ -98,7 +101,6 @@ class StepContext:
         secrets: Mapping[str, JSON],
         runtime: Mapping[str, JSON],
         clock: Callable[[], datetime],
-        new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self.instance_id = instance_id
         self.program = program
@@ -111,7 +113,6 @@ class StepContext:
         self.secrets = {k: secrets[k] for k in program.declared_secrets if k in secrets}
         self.runtime = runtime
         self.clock = clock
-        self.new_uuid = new_uuid
         self.effects: list[Effect] = []
         self.log: list[LogRecord] = []
         self.budget = STEP_BUDGET
@@ -131,6 +132,11 @@ class StepContext:
         """A new effect id, stable when the same step is replayed from the same state."""
         self.state["seq"] = seq = int(self.state.get("seq", 0)) + 1
         return f"{self.instance_id}.{seq}"
+
+    @staticmethod
+    def stable_uuid(effect_id: str) -> str:
+        """A UUID determined by an effect id (unique, since effect ids are)."""
+        return str(uuid.uuid5(_EVENT_NAMESPACE, effect_id))
 
     def issue(self, effect: Effect) -> None:
         self.effects.append(effect)
@@ -166,7 +172,7 @@ class StepContext:
         """The runtime expression arguments, plus loop/catch variables in ``scope``."""
         out: dict[str, JSON] = {
             "context": self.state["context"],
-            "workflow": self.workflow_descriptor,
+            "workflow": Lazy(lambda: self.workflow_descriptor),
             "runtime": self.runtime,
             "secrets": self.secrets,
         }

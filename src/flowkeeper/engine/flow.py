@@ -27,7 +27,7 @@ from flowkeeper.engine.durations import parse_duration
 from flowkeeper.engine.effects import CancelWait, StartTimer
 from flowkeeper.engine.program import Program, task_type
 from flowkeeper.errors import WorkflowError, standard_error
-from flowkeeper.expressions import evaluate, evaluate_condition, evaluate_value
+from flowkeeper.expressions import Lazy, evaluate, evaluate_condition, evaluate_value
 
 JSON = Any
 
@@ -66,10 +66,13 @@ def iter_waits(node: JSON) -> Iterator[dict[str, str]]:
                 yield from iter_waits(value)
 
 
-def cancel_waits(ctx: StepContext, node: JSON) -> None:
-    """Drop every outstanding wait under ``node`` (fork losers, timeouts, faults)."""
+def cancel_waits(ctx: StepContext, node: JSON, reference: str = "/") -> None:
+    """Drop every outstanding wait under ``node`` (fork losers, timeouts, faults).
+
+    The caller discards ``node`` afterwards, so each wait is cancelled once.
+    """
     for wait in list(iter_waits(node)):
-        ctx.issue(CancelWait(f"cancel:{wait['wid']}", "/", target=wait["wid"], kind=wait["wk"]))  # type: ignore[arg-type]
+        ctx.issue(CancelWait(f"cancel:{wait['wid']}", reference, target=wait["wid"], kind=wait["wk"]))  # type: ignore[arg-type]
         ctx.results.pop(wait["wid"], None)
 
 
@@ -113,7 +116,12 @@ def run_list(ctx: StepContext, frame: Frame, scope: Mapping[str, JSON]) -> Outco
             frame["i"] = target
 
 
-def task_descriptor(frame: Frame, body: dict[str, JSON], output: JSON = None) -> dict[str, JSON]:
+def task_descriptor(frame: Frame, body: dict[str, JSON], output: JSON = None) -> Lazy:
+    """``$task``, computed only when an expression reads it."""
+    return Lazy(lambda: _task_descriptor(frame, body, output))
+
+
+def _task_descriptor(frame: Frame, body: dict[str, JSON], output: JSON) -> dict[str, JSON]:
     return {
         "name": frame["name"],
         "reference": frame["ref"],
@@ -142,7 +150,7 @@ def run_task(ctx: StepContext, frame: Frame, scope: Mapping[str, JSON]) -> Outco
     timeout = frame.get("to")
     if timeout is not None and ctx.take_result(timeout["wid"]) is not None:
         del frame["to"]
-        cancel_waits(ctx, frame.get("b"))
+        cancel_waits(ctx, frame.pop("b", None), ref)
         err = standard_error("timeout", f"task {name!r} timed out")
         ctx.record(ref, name, kind, "faulted", {"error": fault_of(err, ref).error})
         return fault_of(err, ref)

@@ -149,6 +149,12 @@ def _consume(
     if hit is not None and hit[0] == "until":
         state["stop"] = True
         return
+    for candidate in filters:
+        if filter_matches(_prepare_filter(candidate, frame["in"], variables, state["exp"]), event):
+            # Correlations without `expect` take the first event's values from now on.
+            for key, value in correlation_values(candidate, event).items():
+                state["exp"].setdefault(key, value)
+            break
     state["ev"].append(event)
     if until is None:
         state["stop"] = True

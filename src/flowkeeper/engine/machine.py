@@ -174,6 +174,7 @@ class Interpreter:
         if wait is not None and ctx.take_result(wait["wid"]) is not None:
             del state["to"]
             cancel_waits(ctx, state["root"])
+            state["root"] = None
             err = standard_error("timeout", "the workflow timed out")
             return fault_of(err, "/")
         return run_list(ctx, state["root"], {})

@@ -137,11 +137,13 @@ def run_emit(ctx: StepContext, frame: Frame, body: dict[str, JSON], scope: Mappi
         )
     except WorkflowError as exc:
         return fault_of(exc, frame["ref"])
-    event: dict[str, JSON] = {"specversion": "1.0", "id": ctx.new_uuid(), "time": iso(ctx.now())}
+    wid = ctx.next_id()
+    # The event id derives from the effect id: a replayed step emits the same event id.
+    event: dict[str, JSON] = {"specversion": "1.0", "id": ctx.stable_uuid(wid), "time": iso(ctx.now())}
     event.update({k: v for k, v in attributes.items() if v is not None})
     if "data" in event and "datacontenttype" not in event:
         event["datacontenttype"] = "application/json"
-    ctx.issue(Emit(ctx.next_id(), frame["ref"], event=event))
+    ctx.issue(Emit(wid, frame["ref"], event=event))
     return Done(event)
 
 

@@ -13,6 +13,7 @@ sets its ``instance`` to the task reference.
 """
 
 from flowkeeper.expressions.jq_programs import (
+    Lazy,
     evaluate,
     evaluate_condition,
     evaluate_value,
@@ -22,6 +23,7 @@ from flowkeeper.expressions.jq_programs import (
 )
 
 __all__ = [
+    "Lazy",
     "evaluate",
     "evaluate_condition",
     "evaluate_value",

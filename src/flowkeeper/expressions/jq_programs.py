@@ -16,8 +16,9 @@ and because the wrapper starts with a ``def``, jq module directives (``import``,
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
@@ -30,6 +31,18 @@ _VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 # Names jq defines itself or that the wrapper shadows: never bound from the input.
 _RESERVED = frozenset({"ENV", "__loc__", "__prog_args", "__fk"})
 _TEMPLATE_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+
+
+class Lazy:
+    """A variable computed only if an expression reads it (``$task``, ``$workflow`` ...)."""
+
+    __slots__ = ("compute",)
+
+    def __init__(self, compute: Callable[[], Any]) -> None:
+        self.compute = compute
+
+    def __call__(self) -> Any:
+        return self.compute()
 
 
 class _Program:
@@ -50,7 +63,10 @@ class _Program:
             raise _error(text, _first_line(str(exc))) from None
 
     def run(self, data: Any, variables: Mapping[str, Any]) -> Any:
-        bound = {n: variables.get(n) for n in self.names}
+        bound = {}
+        for name in self.names:
+            value = variables.get(name)
+            bound[name] = value() if type(value) is Lazy else value
         try:
             results = self.program.input_value([data, bound]).all()
         except ValueError as exc:
@@ -72,8 +88,37 @@ def _error(text: str, reason: str) -> WorkflowError:
     return standard_error("expression", f"cannot evaluate `{shown}`: {reason}")
 
 
+class _Path:
+    """A plain path (``.a.b``) evaluated in Python: the most common expression by far,
+    and not worth a round trip through jq. Same semantics: null propagates, indexing
+    a non-object is an error."""
+
+    __slots__ = ("keys", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.keys = tuple(k for k in text.split(".") if k)
+
+    def run(self, data: Any, variables: Mapping[str, Any]) -> Any:
+        node = data
+        for key in self.keys:
+            if node is None:
+                return None
+            if not isinstance(node, dict):
+                kind = "array" if isinstance(node, list) else type(node).__name__
+                kind = {"str": "string", "int": "number", "float": "number", "bool": "boolean"}.get(kind, kind)
+                raise _error(self.text, f'Cannot index {kind} with "{key}"')
+            node = node.get(key)
+        return node
+
+
+_PLAIN_PATH = re.compile(r"\.[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
 @lru_cache(maxsize=4096)
-def _compile(text: str) -> _Program:
+def _compile(text: str) -> _Program | _Path:
+    if _PLAIN_PATH.fullmatch(text):
+        return _Path(text)
     return _Program(text)
 
 
@@ -114,17 +159,96 @@ def evaluate_condition(expression: str | bool, data: Any, variables: Mapping[str
 def evaluate_value(value: Any, data: Any, variables: Mapping[str, Any] | None = None) -> Any:
     """Evaluate every strict-mode expression inside a value (objects and lists recursively).
 
-    Strings not written ``${ ... }`` are literals.
+    Strings not written ``${ ... }`` are literals. An object or list holding
+    expressions runs as ONE jq program that builds it (one conversion of the input
+    instead of one per field); each field keeps the single-expression semantics
+    (first output, ``null`` when empty).
     """
     if isinstance(value, str):
         if value.startswith("${") and value.endswith("}"):
             return _compile(value[2:-1].strip()).run(data, variables or {})
         return value
+    if not isinstance(value, dict | list):
+        return value
+    program = _template(value)
+    if program is None:
+        return value
+    try:
+        return program.run(data, variables or {})
+    except WorkflowError:
+        # Evaluate field by field so the error names the expression that failed.
+        return _evaluate_each(value, data, variables or {})
+
+
+def _evaluate_each(value: Any, data: Any, variables: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        return evaluate_value(value, data, variables)
     if isinstance(value, dict):
-        return {k: evaluate_value(v, data, variables) for k, v in value.items()}
+        return {k: _evaluate_each(v, data, variables) for k, v in value.items()}
     if isinstance(value, list):
-        return [evaluate_value(v, data, variables) for v in value]
+        return [_evaluate_each(v, data, variables) for v in value]
     return value
+
+
+# id(value) -> (value, program): the value is held so that its id cannot be reused
+# while the entry lives. Templates come from definitions, which are long-lived.
+_TEMPLATES: dict[int, tuple[Any, _Program | _Path | _Fields | None]] = {}
+_TEMPLATE_LIMIT = 4096
+
+
+class _Fields:
+    """An object template whose expressions are all plain paths: built in Python."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def run(self, data: Any, variables: Mapping[str, Any]) -> Any:
+        return _evaluate_each(self.value, data, variables)
+
+
+def _only_paths(node: Any) -> bool:
+    if isinstance(node, str) and node.startswith("${") and node.endswith("}"):
+        return _PLAIN_PATH.fullmatch(node[2:-1].strip()) is not None
+    if isinstance(node, dict):
+        return all(_only_paths(v) for v in node.values())
+    if isinstance(node, list):
+        return all(_only_paths(v) for v in node)
+    return True
+
+
+def _template(value: dict[str, Any] | list[Any]) -> _Program | _Path | _Fields | None:
+    entry = _TEMPLATES.get(id(value))
+    if entry is not None and entry[0] is value:
+        return entry[1]
+    source = _template_source(value)
+    program: _Program | _Path | _Fields | None = None
+    if source is not None:
+        program = _Fields(value) if _only_paths(value) else _compile(source)
+    if len(_TEMPLATES) >= _TEMPLATE_LIMIT:
+        _TEMPLATES.clear()
+    _TEMPLATES[id(value)] = (value, program)
+    return program
+
+
+def _template_source(value: Any) -> str | None:
+    """jq text building ``value``, or None when it holds no expression."""
+    found = False
+
+    def build(node: Any) -> str:
+        nonlocal found
+        if isinstance(node, str) and node.startswith("${") and node.endswith("}"):
+            found = True
+            return f"([(\n{node[2:-1].strip()}\n)] | .[0])"
+        if isinstance(node, dict):
+            return "{" + ", ".join(f"{json.dumps(str(k))}: {build(v)}" for k, v in node.items()) + "}"
+        if isinstance(node, list):
+            return "[" + ", ".join(build(v) for v in node) + "]"
+        return json.dumps(node)
+
+    source = build(value)
+    return source if found else None
 
 
 def expand_uri_template(template: str, data: Any) -> str:

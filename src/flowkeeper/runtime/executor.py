@@ -91,7 +91,10 @@ class InstanceRun:
         self.engine.runs[self.id] = self
         try:
             return await self._drive(state, step)
-        except ConcurrencyConflict:
+        except ConcurrencyConflict as exc:
+            if not self.first_commit.done():  # the insert itself conflicted: the starter must know
+                self.first_commit.set_exception(exc)
+                self.first_commit.exception()
             log.warning("Concurrency conflict on instance %s: another worker owns it now", self.id)
             return self.record
         except BaseException as exc:
@@ -117,7 +120,10 @@ class InstanceRun:
             await self._absorb(step)
             if step.status in (COMPLETED, FAULTED, CANCELLED):
                 return await self._finish(step)
-            if self.to_perform:
+            if self.to_perform or self.inflight:
+                # A completed outside effect is checkpointed before anything else goes
+                # out, and even while other calls are still in flight: a crash must not
+                # repeat it. (A new instance is inserted before its first effect.)
                 if self.dirty or not self.stored:
                     await self._commit(step, InstanceStatus.RUNNING, release=False)
                 for effect in self.to_perform:

@@ -1,0 +1,1 @@
+"""Kill tests: workflows run in real subprocesses that are SIGKILLed mid-run, then resumed."""
