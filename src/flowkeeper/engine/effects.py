@@ -46,7 +46,11 @@ class Effect:
 
     @property
     def idempotency_key(self) -> str:
-        return self.id
+        """``<instance id>:<activity reference>:<effect counter>``: the same for a call
+        replayed after a crash, different for every other call (loop iterations and
+        retry attempts included)."""
+        instance, _, counter = self.id.rpartition(".")
+        return f"{instance}:{self.activity_id}:{counter}"
 
 
 # -- performed by activities (outside effects: checkpoint after each) ------------------

@@ -51,7 +51,9 @@ def test_http_call_expands_the_uri_and_evaluates_query_headers_and_body() -> Non
     assert call.query == {"limit": 5, "fixed": ".limit"}
     assert call.body == {"name": "Rex", "literal": ".name"}
     assert (call.output, call.redirect) == ("response", True)
-    assert call.idempotency_key == call.id
+    # instance id, activity reference and the effect counter: stable, and unique per call
+    instance, _, counter = call.id.rpartition(".")
+    assert call.idempotency_key == f"{instance}:/do/0/add:{counter}"
     assert call.authentication is None
 
 
