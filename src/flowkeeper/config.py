@@ -456,6 +456,14 @@ class ServerSettings(_Section):
     shutdown_grace_period: Duration = 30 * _S
 
 
+class EventsSettings(_Section):
+    """Incoming CloudEvents."""
+
+    #: Received events are kept this long, so that a ``listen`` reached shortly after
+    #: its event arrived still gets it (and ``GET /api/v1/events`` can list them).
+    retention: PositiveDuration = 3600 * _S
+
+
 class Settings(BaseSettings):
     """All of Flowkeeper's settings; build it with ``load_settings``."""
 
@@ -476,6 +484,7 @@ class Settings(BaseSettings):
     processes: ProcessesSettings = ProcessesSettings()
     secrets: SecretsSettings = SecretsSettings()
     server: ServerSettings = ServerSettings()
+    events: EventsSettings = EventsSettings()
 
     @classmethod
     def settings_customise_sources(

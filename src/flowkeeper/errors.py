@@ -8,6 +8,7 @@
     ├── DefinitionNotFound              definition.not_found
     ├── DefinitionConflict              definition.conflict
     ├── InstanceNotFound                instance.not_found
+    ├── InstanceConflict                instance.conflict        (same id / idempotency key, other request)
     ├── InvalidTransition               instance.invalid_transition
     ├── InputValidationError            input.invalid
     ├── StoreError                      store.error              (driver errors wrapped, cause kept)
@@ -86,6 +87,12 @@ class InstanceNotFound(FlowkeeperError):
     """No instance has this id."""
 
     code = "instance.not_found"
+
+
+class InstanceConflict(FlowkeeperError):
+    """A start reused an instance id or idempotency key with a different request."""
+
+    code = "instance.conflict"
 
 
 class InvalidTransition(FlowkeeperError):

@@ -198,6 +198,24 @@ class LogEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A CloudEvent received by the engine, kept for ``events.retention`` so that a
+    ``listen`` that starts waiting shortly after its event arrived still gets it.
+
+    ``key`` identifies the event (CloudEvents: ``source`` + ``id`` are unique);
+    ``matched`` counts the bookmarks it resumed.
+    """
+
+    key: str
+    id: str
+    source: str
+    type: str
+    event: dict[str, JSON]
+    received_on: datetime | None = None
+    matched: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class BookmarkResume:
     """Consume another bookmark (maybe of another instance) in the same transaction."""
 

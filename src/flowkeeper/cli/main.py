@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from flowkeeper.cli import remote
 from flowkeeper.cli.output import fail
 from flowkeeper.errors import ConfigurationError, DefinitionError
 
@@ -26,6 +27,9 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(remote.definitions_app, name="definitions")
+app.add_typer(remote.instances_app, name="instances")
+app.add_typer(remote.events_app, name="events")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="Settings file (YAML/JSON); default $FLOWKEEPER_CONFIG.")

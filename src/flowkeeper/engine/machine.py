@@ -30,6 +30,7 @@ from flowkeeper.engine.context import Done, Fault, LogRecord, Outcome, StepConte
 from flowkeeper.engine.effects import OUTSIDE_EFFECTS, CancelWait, Effect, EffectResult, StartTimer
 from flowkeeper.engine.flow import cancel_waits, resolve_timeout, run_list, transform
 from flowkeeper.engine.program import Program
+from flowkeeper.engine.retrying import prepare_retry
 from flowkeeper.errors import WorkflowError, standard_error
 
 JSON = Any
@@ -139,6 +140,10 @@ class Interpreter:
         ctx.dispatch = _DISPATCH
         return ctx
 
+    def retry(self, state: dict[str, JSON]) -> dict[str, JSON]:
+        """A failed instance's state made ready to run again from its failed activity."""
+        return prepare_retry(state, self.program)
+
     # -- workflow level ------------------------------------------------------------------
     def _begin(self, ctx: StepContext) -> Outcome:
         doc = self.program.document
@@ -198,7 +203,8 @@ class Interpreter:
                 return Step(state, COMPLETED, ctx.effects, ctx.log, output=output, active=ctx.active)
         if isinstance(outcome, Fault):
             cancel_waits(ctx, state)
-            state.update(status=FAULTED, error=outcome.error, root=None)
+            # The frames stay: a retry resumes from the failed activity (see ``retrying``).
+            state.update(status=FAULTED, error=outcome.error)
             ctx.record("/", self.program.name, "workflow", "faulted", {"error": outcome.error})
             return Step(state, FAULTED, ctx.effects, ctx.log, error=outcome.error, active=ctx.active)
         busy = ctx.yielded or bool(ctx.inflight) or any(_is_outside(e) for e in ctx.effects)

@@ -57,4 +57,5 @@ def build_engine(
         interceptors=interceptors or [],
         runtime={"name": settings.engine.runtime_name, "version": version(), "metadata": {}},
         definition_cache_size=settings.cache.definition_cache_size,
+        event_retention=settings.events.retention,
     )

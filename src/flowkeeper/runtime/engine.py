@@ -8,6 +8,7 @@ a background task (like DBOS): the caller gets the stored record after one commi
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import socket
@@ -19,9 +20,18 @@ from typing import Any
 from flowkeeper import version
 from flowkeeper.activities import Activities
 from flowkeeper.definitions import Definition, load_definition
-from flowkeeper.errors import InputValidationError, WorkflowError
-from flowkeeper.records import Checkpoint, DefinitionRecord, InstanceRecord, InstanceStatus
+from flowkeeper.definitions import canonical_json
+from flowkeeper.errors import (
+    ConcurrencyConflict,
+    InputValidationError,
+    InstanceConflict,
+    InstanceNotFound,
+    InvalidTransition,
+    WorkflowError,
+)
+from flowkeeper.records import Checkpoint, DefinitionRecord, InstanceRecord, InstanceStatus, LogEntry
 from flowkeeper.runtime.definitions import DefinitionCache
+from flowkeeper.runtime.events import PublishResult, publish
 from flowkeeper.runtime.executor import InstanceRun
 from flowkeeper.runtime.hooks import (
     ActivityInput,
@@ -39,6 +49,14 @@ log = logging.getLogger("flowkeeper.runtime")
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _same_request(existing: InstanceRecord, request_hash: str) -> InstanceRecord:
+    if existing.request_hash != request_hash:
+        raise InstanceConflict(
+            f"instance {existing.id} was started with a different request (same id or idempotency key)"
+        )
+    return existing
 
 
 def default_owner() -> str:
@@ -61,11 +79,14 @@ class Engine:
         clock: Callable[[], datetime] = _utcnow,
         runtime: Mapping[str, JSON] | None = None,
         definition_cache_size: int = 1000,
+        event_retention: timedelta = timedelta(hours=1),
     ) -> None:
         self.store = store
         self.activities = activities
         self.secrets: Mapping[str, JSON] = dict(secrets or {})
         self.owner = owner or default_owner()
+        #: How long received events are kept for ``listen`` tasks that start late.
+        self.event_retention = event_retention
         self.lease = lease
         self.clock = clock
         self.interceptors = list(interceptors)
@@ -151,6 +172,92 @@ class Engine:
         self._spawn(runner.drive(state, step))
         return await runner.first_commit
 
+    async def submit(
+        self,
+        namespace: str,
+        name: str,
+        version: str | None,
+        input: JSON,
+        *,
+        instance_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[InstanceRecord, bool]:
+        """Start an instance idempotently; returns (instance, created?).
+
+        A client-chosen ``instance_id`` or an ``idempotency_key`` seen before with the
+        same request returns the existing instance (``created`` False); with another
+        request it raises ``InstanceConflict``. Concurrent identical requests create one.
+        """
+        request_hash = hashlib.sha256(
+            canonical_json({"definition": [namespace, name, version], "input": input}).encode()
+        ).hexdigest()
+        existing = await self._existing(instance_id, idempotency_key)
+        if existing is not None:
+            return _same_request(existing, request_hash), False
+        try:
+            record = await self.start(
+                namespace,
+                name,
+                version,
+                input,
+                instance_id=instance_id,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+            )
+        except ConcurrencyConflict:
+            # Someone inserted the same id or key between our look and our insert.
+            existing = await self._existing(instance_id, idempotency_key)
+            if existing is None:
+                raise
+            return _same_request(existing, request_hash), False
+        return record, True
+
+    async def _existing(self, instance_id: str | None, idempotency_key: str | None) -> InstanceRecord | None:
+        if instance_id is not None:
+            try:
+                return await self.store.get_instance(instance_id)
+            except InstanceNotFound:
+                pass
+        if idempotency_key is not None:
+            return await self.store.find_instance_by_idempotency_key(idempotency_key)
+        return None
+
+    async def cancel(self, instance_id: str, reason: str | None = None) -> InstanceRecord:
+        """Cancel an instance and its children (a running worker's next write is refused)."""
+        record = await self.store.cancel_instance(instance_id, reason=reason)
+        self.poke([instance_id])
+        if record.parent_id:
+            self.notify_work()  # the parent's wait was consumed with an error
+        self.instance_finished(record)
+        return record
+
+    async def suspend(self, instance_id: str) -> InstanceRecord:
+        """Suspend an instance until ``resume``; a worker running it stops at its next write."""
+        record = await self.store.suspend_instance(instance_id)
+        self.poke([instance_id])
+        return record
+
+    async def resume(self, instance_id: str) -> InstanceRecord:
+        """Undo ``suspend``."""
+        record = await self.store.resume_instance(instance_id)
+        self.notify_work()
+        return record
+
+    async def retry(self, instance_id: str) -> InstanceRecord:
+        """Run a failed instance again from its failed activity."""
+        current = await self.store.get_instance(instance_id)
+        if current.status != InstanceStatus.FAILED:
+            raise InvalidTransition(f"instance {instance_id} is {current.status}; only a failed instance can be retried")
+        _, interpreter = await self.definitions.get(current.namespace, current.name, current.version)
+        state = interpreter.retry(current.state) if current.state is not None else None
+        record = await self.store.retry_instance(instance_id, state)
+        self.notify_work()
+        return record
+
+    async def publish(self, event: dict[str, JSON]) -> PublishResult:
+        """Deliver a CloudEvent to every instance waiting for it (once per event id)."""
+        return await publish(self, event)
+
     async def run_claimed(self, record: InstanceRecord) -> InstanceRecord:
         """Run an instance this process has claimed until it waits or ends."""
         _, interpreter = await self.definitions.get(record.namespace, record.name, record.version)
@@ -222,6 +329,11 @@ class Engine:
             run = self.runs.get(instance_id)
             if run is not None:
                 run.wake.set()
+
+    def log_written(self, record: InstanceRecord, entries: Sequence[LogEntry]) -> None:
+        if entries:
+            for interceptor in self.interceptors:
+                interceptor.log_written(record, entries)
 
     def instance_finished(self, record: InstanceRecord) -> None:
         for interceptor in self.interceptors:

@@ -37,6 +37,7 @@ from flowkeeper.engine.events import match
 from flowkeeper.errors import ConcurrencyConflict, DefinitionNotFound, WorkflowError, standard_error
 from flowkeeper.records import BookmarkKind, BookmarkResume, Checkpoint, InstanceRecord, InstanceStatus
 from flowkeeper.runtime.changes import PendingChanges
+from flowkeeper.runtime.events import deliver_retained
 from flowkeeper.runtime.hooks import ActivityInput, CheckpointInput
 
 if TYPE_CHECKING:
@@ -97,6 +98,18 @@ class InstanceRun:
                 self.first_commit.exception()
             log.warning("Concurrency conflict on instance %s: another worker owns it now", self.id)
             return self.record
+        except asyncio.CancelledError as exc:
+            if not self.first_commit.done():
+                self.first_commit.set_exception(exc)
+                self.first_commit.exception()
+            if self.stored and self.record.lease_owner == self.engine.owner:
+                # Shutting down: give the lease back so another replica resumes it now,
+                # not when the lease expires.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(
+                        self.engine.store.release_instance(self.id, self.engine.owner, self.record.fencing_token)
+                    )
+            raise
         except BaseException as exc:
             if not self.first_commit.done():
                 self.first_commit.set_exception(exc)
@@ -146,6 +159,8 @@ class InstanceRun:
                     continue
             elif self.inflight and not self.results:
                 await self._wait_for_results()
+            if self.wake.is_set():
+                await self._collect_wakeups()
             results, self.results = self.results, {}
             step = self._advance(state, results)
 
@@ -193,14 +208,13 @@ class InstanceRun:
             self.results[result.id] = result
             self.dirty = True
         due = self._next_due()
-        if waker in done or (due is not None and due <= self.engine.clock()):
+        if waker in done or self.wake.is_set() or (due is not None and due <= self.engine.clock()):
             await self._collect_wakeups()
 
     def _next_due(self) -> datetime | None:
         return min(self.due.values()) if self.due else None
 
     async def _sleep_until_wake(self) -> None:
-        self.wake.clear()
         due = self._next_due()
         delay = None if due is None else max((due - self.engine.clock()).total_seconds(), 0.0)
         with contextlib.suppress(TimeoutError):
@@ -208,6 +222,7 @@ class InstanceRun:
 
     async def _collect_wakeups(self) -> None:
         """Fire our due timers and feed every bookmark of ours that was consumed."""
+        self.wake.clear()
         store = self.engine.store
         due = self._next_due()
         if due is not None and due <= self.engine.clock():
@@ -349,6 +364,14 @@ class InstanceRun:
         else:
             stored = await engine.create_instance(self.record, checkpoint)
             self.stored = True
+        engine.log_written(stored, checkpoint.log)
+        served = await deliver_retained(engine, stored.created_on, list(checkpoint.new_bookmarks))
+        if served:
+            # An event that came before its listen: the bookmark is consumed now.
+            if release:
+                stored = await engine.store.get_instance(self.id)
+            else:
+                self.wake.set()
         self.record = stored
         if not self.first_commit.done():
             self.first_commit.set_result(stored)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowkeeper.engine.effects import Effect
-from flowkeeper.records import Checkpoint, InstanceRecord
+from flowkeeper.records import Checkpoint, InstanceRecord, LogEntry
 
 JSON = Any
 
@@ -49,6 +49,9 @@ class Interceptor:
 
     def instance_started(self, instance: InstanceRecord) -> None:
         """Called once an instance has been accepted (stored)."""
+
+    def log_written(self, instance: InstanceRecord, entries: Sequence[LogEntry]) -> None:
+        """Called after a write committed these execution-log rows (task and instance events)."""
 
     def instance_finished(self, instance: InstanceRecord) -> None:
         """Called once an instance reached a terminal status."""

@@ -17,6 +17,7 @@ from flowkeeper.records import (
     BookmarkRecord,
     Checkpoint,
     DefinitionRecord,
+    EventRecord,
     InstanceRecord,
     InstanceStatus,
     LogEntry,
@@ -160,7 +161,9 @@ class Store(Protocol):
         """Consume a bookmark exactly once and make its instance runnable.
 
         Returns False when it was already consumed (or does not exist). A
-        ``suspended`` instance becomes ``running``.
+        ``suspended`` instance becomes ``running`` (unless manually suspended: an
+        unconsumed ``manual`` bookmark keeps it suspended; the same rule holds for
+        every path that consumes bookmarks: timers, checkpoints, events).
         """
 
     async def next_timer_due(self, instance_ids: Sequence[str] | None = None) -> datetime | None:
@@ -175,6 +178,74 @@ class Store(Protocol):
 
     async def list_timers(self, instance_id: str) -> list[TimerRecord]:
         """An instance's pending timers."""
+
+    # -- instance control (the API's cancel / suspend / resume / retry) -------------------
+    async def cancel_instance(self, instance_id: str, *, reason: str | None = None) -> InstanceRecord:
+        """Cancel a non-terminal instance and, recursively, its non-terminal children.
+
+        One transaction: each becomes ``cancelled`` (``completed_on`` set, lease cleared,
+        ``fencing_token`` + 1 so that a worker still running it has its next checkpoint
+        rejected), its bookmarks and timers are deleted, and a ``cancelled`` log row
+        (reference ``/``, detail ``{"reason": reason}``) is appended. When the cancelled
+        instance is a child its parent is waiting for (``parent_bookmark_id``) and the
+        parent is not itself being cancelled, that bookmark is consumed with
+        ``{"error": <the DSL runtime error, title "Cancelled">}``.
+        Raises ``InstanceNotFound``, or ``InvalidTransition`` when already terminal.
+        """
+
+    async def suspend_instance(self, instance_id: str) -> InstanceRecord:
+        """Suspend manually: status ``suspended`` with an unconsumed ``manual`` bookmark
+        (id ``<instance id>.manual``), lease cleared, ``fencing_token`` + 1, log row
+        ``suspended``. While that bookmark is unconsumed, nothing makes the instance
+        runnable (consumed event/timer/child bookmarks wait until it is resumed).
+        Raises ``InstanceNotFound``, ``InvalidTransition`` (terminal, or already
+        manually suspended).
+        """
+
+    async def resume_instance(self, instance_id: str) -> InstanceRecord:
+        """Undo a manual suspension: the manual bookmark is deleted; the instance becomes
+        ``running`` when it has work (it was pending/running before, or one of its
+        bookmarks is consumed), else stays ``suspended`` (waiting as before); log row
+        ``resumed``. Raises ``InstanceNotFound``, ``InvalidTransition`` (not manually
+        suspended).
+        """
+
+    async def retry_instance(self, instance_id: str, state: dict[str, JSON] | None) -> InstanceRecord:
+        """Make a ``failed`` instance runnable again from ``state`` (prepared by the
+        runtime: the failed activity reset): status ``running``, ``error`` and
+        ``completed_on`` cleared, lease cleared, ``fencing_token`` + 1, log row
+        ``retried``. Raises ``InstanceNotFound``, ``InvalidTransition`` (not failed).
+        """
+
+    async def count_instances(self) -> dict[InstanceStatus, int]:
+        """How many instances are in each status (for metrics)."""
+
+    # -- events --------------------------------------------------------------------------
+    async def record_event(self, event: EventRecord) -> EventRecord | None:
+        """Keep a received event; None when an event with the same ``key`` is already kept
+        (a duplicate delivery). ``received_on`` is set from the database clock."""
+
+    async def recent_events(self, since: datetime, event_type: str | None = None) -> list[EventRecord]:
+        """Kept events received at or after ``since`` (of ``event_type`` if given), oldest first."""
+
+    async def list_events(
+        self, *, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[EventRecord], str | None]:
+        """Kept events, newest first, with an opaque keyset cursor."""
+
+    async def deliver_event(self, bookmark_id: str, event_key: str, payload: JSON) -> bool:
+        """Consume ``bookmark_id`` with ``payload`` for the event ``event_key``, exactly once.
+
+        In one transaction: False (nothing written) when the bookmark is already
+        consumed or gone, or when this event was already delivered to the bookmark's
+        instance (``workflow_event_delivery`` (event_key, instance_id) is unique).
+        Otherwise the bookmark is consumed, the delivery recorded, the event's
+        ``matched`` incremented, and the instance made runnable (``suspended`` ->
+        ``running``, unless manually suspended).
+        """
+
+    async def delete_events(self, received_before: datetime, limit: int = 1000) -> int:
+        """Drop kept events (and their deliveries) received before a time; how many."""
 
     # -- execution log and outbox --------------------------------------------------------
     async def get_log(self, instance_id: str) -> list[LogEntry]:
