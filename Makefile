@@ -14,7 +14,7 @@ help:
 	@echo "make test    run the test suite in parallel (PYTEST_ARGS='...' to pass options)"
 	@echo "make lint    ruff check + mypy --strict"
 	@echo "make bench   run the engine benchmark"
-	@echo "make run     start the service (flowkeeper serve --migrate)"
+	@echo "make run     start the service on ./flowkeeper.db with the examples deployed"
 	@echo "make clean   remove caches and build output (keeps $(VENV))"
 
 venv: $(STAMP)
@@ -44,7 +44,7 @@ bench: venv
 	$(BIN)/python bench/engine.py
 
 run: venv
-	$(BIN)/flowkeeper serve --migrate
+	$(BIN)/flowkeeper serve --migrate --deploy examples
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache

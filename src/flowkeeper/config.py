@@ -64,7 +64,7 @@ _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The guide writes Serilog level names; accept them alongside Python's.
 _LEVEL_ALIASES = {"information": "INFO", "verbose": "DEBUG", "trace": "DEBUG", "warn": "WARNING",
                   "fatal": "CRITICAL"}  # fmt: skip
-_DEFAULT_LOG_OVERRIDES = {"flowkeeper": "INFO", "uvicorn": "WARNING", "sqlalchemy": "WARNING"}
+_DEFAULT_LOG_OVERRIDES = {"flowkeeper": "INFO", "uvicorn": "WARNING", "sqlalchemy": "WARNING", "alembic": "WARNING"}
 _SENSITIVE = re.compile(r"secret|password|passwd|token|api_?key|credential", re.IGNORECASE)
 
 

@@ -85,7 +85,7 @@ GUIDE_DEFAULTS = [
     ("logging.format", "console"),
     ("logging.file_path", None),
     ("logging.retained_file_count_limit", 30),
-    ("logging.overrides", {"flowkeeper": "INFO", "uvicorn": "WARNING", "sqlalchemy": "WARNING"}),
+    ("logging.overrides", {"flowkeeper": "INFO", "uvicorn": "WARNING", "sqlalchemy": "WARNING", "alembic": "WARNING"}),
     ("logging.enable_detailed_logging", False),
     ("logging.log_activity_input_output", False),
     ("logging.log_state_transitions", False),
@@ -314,6 +314,7 @@ def test_environment_lists_and_maps_as_json_or_nested_keys() -> None:
         "flowkeeper": "INFO",
         "uvicorn": "INFO",
         "sqlalchemy": "WARNING",
+        "alembic": "WARNING",
         "httpx": "WARNING",
     }
 

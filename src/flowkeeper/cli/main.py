@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flowkeeper.cli import remote
 from flowkeeper.cli.output import fail
-from flowkeeper.errors import ConfigurationError, DefinitionError
+from flowkeeper.errors import ConfigurationError, DefinitionError, FlowkeeperError
+
+if TYPE_CHECKING:
+    from flowkeeper.config import Settings
 
 app = typer.Typer(
     name="flowkeeper",
@@ -94,6 +97,66 @@ def run(
         config=config,
     )
     raise typer.Exit(run_workflow(request))
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option("--host", help="Listen address (default server.host).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Listen port (default server.port).")] = None,
+    migrate: Annotated[
+        bool, typer.Option("--migrate", help="Apply pending database migrations first.")
+    ] = False,
+    deploy: Annotated[
+        list[Path] | None, typer.Option("--deploy", help="Deploy these definition files or folders at start.")
+    ] = None,
+) -> None:
+    """The service: REST API and background services in one process (embedded SQLite by default)."""
+    import asyncio
+
+    from flowkeeper.cli.serve import serve as run_server
+
+    settings = _settings(config, host=host, port=port)
+    try:
+        asyncio.run(run_server(settings, migrate=migrate, deploy=list(deploy or [])))
+    except FlowkeeperError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def worker(
+    config: ConfigOption = None,
+    migrate: Annotated[
+        bool, typer.Option("--migrate", help="Apply pending database migrations first.")
+    ] = False,
+) -> None:
+    """Background services only (dispatcher, timers), for scaled-out deployments."""
+    import asyncio
+
+    from flowkeeper.cli.serve import work
+
+    settings = _settings(config)
+    try:
+        asyncio.run(work(settings, migrate=migrate))
+    except FlowkeeperError as exc:
+        fail(str(exc))
+
+
+def _settings(config: Path | None, *, host: str | None = None, port: int | None = None) -> Settings:
+    from flowkeeper.config import load_settings
+    from flowkeeper.observability import configure_logging
+
+    try:
+        settings = load_settings(config)
+    except ConfigurationError as exc:
+        fail(str(exc))
+    if host is not None or port is not None:
+        server = settings.server.model_copy(
+            update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+        )
+        settings = settings.model_copy(update={"server": server})
+    configure_logging(settings.logging)
+    return settings
 
 
 @db_app.command("upgrade")

@@ -46,7 +46,7 @@ class ServiceHost:
         engine: Engine,
         settings: Settings,
         *,
-        refresh: Callable[[Store], Awaitable[None]] | None = None,
+        refresh: Callable[[Store], Awaitable[object]] | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -87,7 +87,9 @@ class ServiceHost:
         try:
             await asyncio.wait_for(self.engine.drain(), grace)
         except TimeoutError:
-            log.warning("Shutdown grace period of %.0fs over: cancelling the instance runs still going", grace)
+            log.warning(
+                "Shutdown grace period of %.0fs over: cancelling the instance runs still going", grace
+            )
         await self.engine.aclose()
 
     async def _run(self) -> None:
@@ -116,6 +118,10 @@ class ServiceHost:
                 await self._refresh(self.engine.store)
             await asyncio.sleep(5.0)
 
+    async def check(self) -> dict[str, ServiceHealth]:
+        """The health endpoint's probe (see ``api.health.HealthProbe``)."""
+        return self.health()
+
     def health(self) -> dict[str, ServiceHealth]:
         """The state of each background service."""
         if self._task is None:
@@ -131,6 +137,7 @@ class ServiceHost:
             "dispatcher": loop,
             "timer-service": loop,
             "outbox-processor": ServiceHealth(
-                "Healthy", "emitted events are routed to waiting instances on commit; no external sink configured"
+                "Healthy",
+                "emitted events are routed to waiting instances on commit; no external sink configured",
             ),
         }
