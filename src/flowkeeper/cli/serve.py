@@ -7,8 +7,11 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import uvicorn
 
 from flowkeeper.config import Settings
 from flowkeeper.definitions import read_definition_file
@@ -80,10 +83,21 @@ def _engine(settings: Settings, store: Store) -> tuple[Engine, ServiceHost, Coll
     return engine, host, metrics.registry
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server with the signals left to us: uvicorn re-raises SIGTERM after its
+    own shutdown, which would kill the process before the background services have
+    stopped and handed their leases back."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+
+
 async def serve(settings: Settings, *, migrate: bool, deploy: list[Path]) -> None:
     """Run the API and the background services until SIGTERM/SIGINT, then shut down gracefully."""
-    import uvicorn
-
     from flowkeeper.api.app import create_app
 
     store = await _open(settings, migrate=migrate)
@@ -99,7 +113,11 @@ async def serve(settings: Settings, *, migrate: bool, deploy: list[Path]) -> Non
             access_log=False,
             lifespan="off",
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signum, server.request_exit)
         await host.start()
         base = f"http://{settings.server.host}:{settings.server.port}"
         sys.stderr.write(
@@ -107,7 +125,8 @@ async def serve(settings: Settings, *, migrate: bool, deploy: list[Path]) -> Non
             f"API docs: {base}/docs   health: {base}/health   metrics: {base}/metrics\n"
         )
         sys.stderr.flush()
-        # uvicorn stops accepting on SIGTERM/SIGINT and finishes the requests in flight.
+        # On SIGTERM/SIGINT uvicorn stops accepting and finishes the requests in flight;
+        # then the background services stop within the grace period (below).
         await server.serve()
     finally:
         await host.stop(settings.server.shutdown_grace_period.total_seconds())

@@ -1,0 +1,5 @@
+"""``python -m flowkeeper.cli``."""
+
+from flowkeeper.cli.main import main
+
+main()
