@@ -295,6 +295,9 @@ class EngineSettings(_Section):
     concurrency: int = Field(default=64, gt=0)
     poll_interval: PositiveDuration = _S
     runtime_name: str = "flowkeeper"
+    #: Python modules imported at start-up so that their ``@function`` decorators register
+    #: custom functions (besides the ``flowkeeper.functions`` entry points).
+    function_modules: list[str] = Field(default_factory=list)
 
     def effective_worker_id(self) -> str:
         """``worker_id``, else ``<hostname>-<pid>`` (unique per process on a host)."""

@@ -128,6 +128,7 @@ GUIDE_DEFAULTS = [
     ("server.max_body_size", 1_048_576),
     ("server.shutdown_grace_period", 30 * S),
     ("events.retention", 3600 * S),
+    ("engine.function_modules", []),
 ]
 
 

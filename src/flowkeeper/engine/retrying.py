@@ -68,4 +68,6 @@ def _has_active_child(body: dict[str, JSON]) -> bool:
         return True
     if isinstance(body.get("fn"), dict):
         return True
-    return any(isinstance(body.get(k), dict) and body[k].get("cur") is not None for k in ("catch", "fe", "list"))
+    return any(
+        isinstance(body.get(k), dict) and body[k].get("cur") is not None for k in ("catch", "fe", "list")
+    )

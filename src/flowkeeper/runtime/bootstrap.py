@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+
 from flowkeeper import version
 from flowkeeper.activities import Activities, ActivityOptions, FunctionRegistry
 from flowkeeper.config import Settings
+from flowkeeper.errors import ConfigurationError
 from flowkeeper.runtime.engine import Engine
 from flowkeeper.runtime.hooks import Interceptor
 from flowkeeper.store import Store, create_store
@@ -47,7 +50,16 @@ def build_engine(
     functions: FunctionRegistry | None = None,
     interceptors: list[Interceptor] | None = None,
 ) -> Engine:
-    """An engine over an opened store, configured from ``settings``."""
+    """An engine over an opened store, configured from ``settings``.
+
+    ``engine.function_modules`` are imported first: their ``@function`` decorators
+    register into the default function registry.
+    """
+    for module in settings.engine.function_modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigurationError(f"engine.function_modules: cannot import {module!r}: {exc}") from exc
     return Engine(
         store,
         Activities(activity_options(settings), functions),

@@ -19,8 +19,7 @@ from typing import Any
 
 from flowkeeper import version
 from flowkeeper.activities import Activities
-from flowkeeper.definitions import Definition, load_definition
-from flowkeeper.definitions import canonical_json
+from flowkeeper.definitions import Definition, canonical_json, load_definition
 from flowkeeper.errors import (
     ConcurrencyConflict,
     InputValidationError,
@@ -247,7 +246,9 @@ class Engine:
         """Run a failed instance again from its failed activity."""
         current = await self.store.get_instance(instance_id)
         if current.status != InstanceStatus.FAILED:
-            raise InvalidTransition(f"instance {instance_id} is {current.status}; only a failed instance can be retried")
+            raise InvalidTransition(
+                f"instance {instance_id} is {current.status}; only a failed instance can be retried"
+            )
         _, interpreter = await self.definitions.get(current.namespace, current.name, current.version)
         state = interpreter.retry(current.state) if current.state is not None else None
         record = await self.store.retry_instance(instance_id, state)

@@ -107,7 +107,9 @@ class InstanceRun:
                 # not when the lease expires.
                 with contextlib.suppress(Exception):
                     await asyncio.shield(
-                        self.engine.store.release_instance(self.id, self.engine.owner, self.record.fencing_token)
+                        self.engine.store.release_instance(
+                            self.id, self.engine.owner, self.record.fencing_token
+                        )
                     )
             raise
         except BaseException as exc:
