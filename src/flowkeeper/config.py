@@ -25,7 +25,6 @@ URLs are masked in ``repr``/``str`` and in error messages; ``auth.jwt_secret`` i
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -34,7 +33,6 @@ import socket
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -51,6 +49,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from flowkeeper import hosts
 from flowkeeper.durations import Duration, PositiveDuration
 from flowkeeper.durations import parse_duration as parse_duration  # re-exported
 from flowkeeper.errors import ConfigurationError
@@ -64,7 +63,12 @@ _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The guide writes Serilog level names; accept them alongside Python's.
 _LEVEL_ALIASES = {"information": "INFO", "verbose": "DEBUG", "trace": "DEBUG", "warn": "WARNING",
                   "fatal": "CRITICAL"}  # fmt: skip
-_DEFAULT_LOG_OVERRIDES = {"flowkeeper": "INFO", "uvicorn": "WARNING", "sqlalchemy": "WARNING", "alembic": "WARNING"}
+_DEFAULT_LOG_OVERRIDES = {
+    "flowkeeper": "INFO",
+    "uvicorn": "WARNING",
+    "sqlalchemy": "WARNING",
+    "alembic": "WARNING",
+}
 _SENSITIVE = re.compile(r"secret|password|passwd|token|api_?key|credential", re.IGNORECASE)
 
 
@@ -304,11 +308,6 @@ class EngineSettings(_Section):
         return self.worker_id or f"{socket.gethostname()}-{os.getpid()}"
 
 
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-_NAME_PATTERN = re.compile(r"(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
-
-
 class HttpSettings(_Section):
     """Outbound HTTP from workflows. ``timeout`` None means ``resilience.external_calls.timeout``.
 
@@ -326,10 +325,7 @@ class HttpSettings(_Section):
     @field_validator("allow_hosts", "deny_hosts")
     @classmethod
     def _valid_patterns(cls, patterns: list[str]) -> list[str]:
-        normalised = [_normal_host(p) for p in patterns]
-        for pattern in normalised:
-            _compile_pattern(pattern)
-        return normalised
+        return hosts.check_patterns(patterns)
 
     def is_destination_allowed(self, host: str) -> bool:
         """May a workflow call ``host``? Deny wins; a non-empty allow list must match.
@@ -338,59 +334,7 @@ class HttpSettings(_Section):
         IP (legacy forms like ``2852039166`` included), so callers must also check the
         address a name resolves to.
         """
-        target = _host_key(host)
-        if target is None or any(_matches(p, target) for p in self.deny_hosts):
-            return False
-        return not self.allow_hosts or any(_matches(p, target) for p in self.allow_hosts)
-
-
-def _normal_host(host: str) -> str:
-    host = host.strip().lower()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host.rstrip(".")
-
-
-@lru_cache(maxsize=256)
-def _compile_pattern(pattern: str) -> _Network | str:
-    try:
-        return ipaddress.ip_network(pattern, strict=False)
-    except ValueError:
-        pass
-    if "/" in pattern or not _NAME_PATTERN.fullmatch(pattern):
-        raise ValueError(f"invalid host pattern {pattern!r}; use a name, *.domain, an IP or a CIDR range")
-    return pattern
-
-
-def _host_key(host: str) -> _Address | str | None:
-    name = _normal_host(host)
-    if not name:
-        return None
-    try:
-        address: _Address = ipaddress.ip_address(name)
-    except ValueError:
-        if not re.fullmatch(r"[0-9a-fx.]+", name):
-            return name
-        try:
-            # Resolvers accept legacy IPv4 spellings (decimal, hex, short); read them
-            # the same way so "2852039166" cannot slip past a deny of 169.254.169.254.
-            address = ipaddress.IPv4Address(socket.inet_aton(name))
-        except OSError:
-            return name
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def _matches(pattern: str, target: _Address | str) -> bool:
-    compiled = _compile_pattern(pattern)
-    if isinstance(target, str):
-        if not isinstance(compiled, str):
-            return False
-        if compiled.startswith("*."):
-            return target.endswith(compiled[1:])
-        return target == compiled
-    return not isinstance(compiled, str) and compiled.version == target.version and target in compiled
+        return hosts.is_allowed(host, self.allow_hosts, self.deny_hosts)
 
 
 class ProcessesSettings(_Section):

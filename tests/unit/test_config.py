@@ -85,7 +85,10 @@ GUIDE_DEFAULTS = [
     ("logging.format", "console"),
     ("logging.file_path", None),
     ("logging.retained_file_count_limit", 30),
-    ("logging.overrides", {"flowkeeper": "INFO", "uvicorn": "WARNING", "sqlalchemy": "WARNING", "alembic": "WARNING"}),
+    (
+        "logging.overrides",
+        {"flowkeeper": "INFO", "uvicorn": "WARNING", "sqlalchemy": "WARNING", "alembic": "WARNING"},
+    ),
     ("logging.enable_detailed_logging", False),
     ("logging.log_activity_input_output", False),
     ("logging.log_state_transitions", False),
