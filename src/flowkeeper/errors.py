@@ -11,6 +11,7 @@
     ├── InstanceConflict                instance.conflict        (same id / idempotency key, other request)
     ├── InvalidTransition               instance.invalid_transition
     ├── InputValidationError            input.invalid
+    ├── InvalidEvent                    event.invalid            (a CloudEvent without its required attributes)
     ├── StoreError                      store.error              (driver errors wrapped, cause kept)
     │   ├── StoreUnavailable            store.unavailable
     │   ├── ConcurrencyConflict         store.conflict           (stale writer, version mismatch)
@@ -105,6 +106,12 @@ class InputValidationError(FlowkeeperError):
     """Workflow input does not satisfy the definition's ``input.schema``."""
 
     code = "input.invalid"
+
+
+class InvalidEvent(FlowkeeperError):
+    """A CloudEvent without the attributes every event must have."""
+
+    code = "event.invalid"
 
 
 class StoreError(FlowkeeperError):

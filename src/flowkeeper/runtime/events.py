@@ -14,19 +14,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowkeeper.engine.events import match
-from flowkeeper.errors import FlowkeeperError
+from flowkeeper.errors import InvalidEvent
 from flowkeeper.records import BookmarkKind, BookmarkRecord, EventRecord
 
 if TYPE_CHECKING:
     from flowkeeper.runtime.engine import Engine
 
 JSON = Any
-
-
-class InvalidEvent(FlowkeeperError):
-    """A CloudEvent without the attributes every event must have."""
-
-    code = "event.invalid"
 
 
 @dataclass(frozen=True, slots=True)
