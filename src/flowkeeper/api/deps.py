@@ -10,13 +10,15 @@ from flowkeeper.config import Settings
 from flowkeeper.runtime import Engine
 
 
-def engine_of(request: Request) -> Engine:
+# Dependencies are ``async def``: FastAPI runs plain ``def`` dependencies in a thread
+# pool, which costs a thread hop per request for a mere attribute read.
+async def engine_of(request: Request) -> Engine:
     """The engine the app was created with."""
     engine: Engine = request.app.state.engine
     return engine
 
 
-def settings_of(request: Request) -> Settings:
+async def settings_of(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings

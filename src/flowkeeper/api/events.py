@@ -62,7 +62,7 @@ _PUBLISH_BODY = {
 CeAttribute = Annotated[str | None, Field(min_length=1, max_length=255)]
 
 
-def ce_headers(
+async def ce_headers(
     ce_id: Annotated[CeAttribute, Header(alias="ce-id", description="Binary mode: the event's `id`.")] = None,
     ce_source: Annotated[
         CeAttribute, Header(alias="ce-source", description="Binary mode: the event's `source`.")

@@ -67,6 +67,9 @@ JsonBody = Depends(require_json)
 
 async def instance_view(engine: Engine, record: InstanceRecord) -> InstanceOut:
     """An instance with its bookmarks, as the API shows it."""
+    if record.status in (InstanceStatus.COMPLETED, InstanceStatus.PENDING):
+        # A completed instance has no bookmarks left; a pending one has none yet.
+        return InstanceOut.build(record, [])
     return InstanceOut.build(record, await engine.store.list_bookmarks(record.id))
 
 

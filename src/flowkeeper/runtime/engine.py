@@ -93,7 +93,7 @@ class Engine:
         self.definitions = DefinitionCache(store, clock=clock, runtime=descriptor, size=definition_cache_size)
         self._activity_call = chain_activity(self.interceptors, self._perform)
         self._checkpoint_call = chain_checkpoint(self.interceptors, self._checkpoint)
-        self._tasks: set[asyncio.Task[InstanceRecord]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._waiters: dict[str, list[asyncio.Future[InstanceRecord]]] = {}
         self.work_available = asyncio.Event()
         #: Instance runs going on in this process, by instance id.
@@ -264,6 +264,19 @@ class Engine:
         _, interpreter = await self.definitions.get(record.namespace, record.name, record.version)
         return await InstanceRun(self, record, interpreter).drive()
 
+    def run_soon(self, instance_id: str) -> None:
+        """Claim and run an instance that just became runnable, without waiting for the
+        dispatcher's next pass (an event resumed it here). Another worker may win the
+        claim; then this does nothing."""
+        if instance_id not in self.runs:
+            self._spawn(self._claim_and_run(instance_id))
+
+    async def _claim_and_run(self, instance_id: str) -> InstanceRecord | None:
+        claimed = await self.store.claim_instance(instance_id, self.owner, self.lease)
+        if claimed is None:
+            return None
+        return await self.run_claimed(claimed)
+
     def spawn_claimed(self, record: InstanceRecord) -> asyncio.Task[InstanceRecord]:
         """``run_claimed`` in a background task."""
         return self._spawn(self.run_claimed(record))
@@ -349,13 +362,13 @@ class Engine:
     async def _checkpoint(self, input: CheckpointInput) -> InstanceRecord:
         return await self.store.checkpoint(input.checkpoint)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[InstanceRecord]:
-        task: asyncio.Task[InstanceRecord] = asyncio.create_task(coro)
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
 
-    def _task_done(self, task: asyncio.Task[InstanceRecord]) -> None:
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("Instance run failed", exc_info=task.exception())

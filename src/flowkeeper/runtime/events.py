@@ -77,8 +77,9 @@ async def publish(engine: Engine, event: dict[str, JSON]) -> PublishResult:
         if await engine.store.deliver_event(bookmark.id, key, event):
             resumed.append(bookmark.instance_id)
     if resumed:
-        engine.notify_work()
-        engine.poke(resumed)
+        engine.poke(resumed)  # runs of these instances going on here pick the event up
+        for instance_id in resumed:
+            engine.run_soon(instance_id)
     return PublishResult(key, len(resumed), duplicate=False)
 
 

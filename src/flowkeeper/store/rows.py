@@ -11,7 +11,7 @@ import binascii
 import json
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row
@@ -20,6 +20,7 @@ from flowkeeper.records import (
     BookmarkKind,
     BookmarkRecord,
     DefinitionRecord,
+    EventRecord,
     InstanceRecord,
     InstanceStatus,
     LogEntry,
@@ -131,6 +132,19 @@ def log_entry(row: Row[Any]) -> LogEntry:
     )
 
 
+def event(row: Row[Any]) -> EventRecord:
+    m = row._mapping
+    return EventRecord(
+        key=m["key"],
+        id=m["id"],
+        source=m["source"],
+        type=m["type"],
+        event=m["event"],
+        received_on=m["received_on"],
+        matched=m["matched"],
+    )
+
+
 # -- records -> bind parameters ------------------------------------------------------------
 # Keys are prefixed ``p_`` so they never collide with column names: SQLAlchemy refuses
 # a bindparam named like a column of the table an INSERT/UPDATE writes.
@@ -219,6 +233,17 @@ def log_params(entry: LogEntry, instance_id: str, seq: int) -> dict[str, Any]:
     }
 
 
+def event_params(record: EventRecord) -> dict[str, Any]:
+    return {
+        "p_key": record.key,
+        "p_id": record.id,
+        "p_source": record.source,
+        "p_type": record.type,
+        "p_event": record.event,
+        "p_matched": record.matched,
+    }
+
+
 def log_columns(entries: Sequence[LogEntry]) -> dict[str, list[Any]]:
     """Log entries as one array per column (for a single multi-row INSERT from ``unnest``)."""
     return {
@@ -273,6 +298,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         moment = datetime.fromisoformat(created)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise ValueError(f"invalid cursor {cursor!r}") from exc
-    if moment.tzinfo is None or not isinstance(instance_id, str):
+    if moment.tzinfo is None or not isinstance(instance_id, str) or "\x00" in instance_id:
         raise ValueError(f"invalid cursor {cursor!r}")
+    try:
+        # A timestamp a database can store: in UTC, within datetime's range.
+        moment = moment.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise ValueError(f"invalid cursor {cursor!r}") from exc
     return moment, instance_id
