@@ -60,7 +60,7 @@ async def test_schema_status_before_and_after_migrate(store_url: str) -> None:
         assert await store.schema_status() == SchemaStatus(current=None, head=head_revision())
         await store.migrate()
         status = await store.schema_status()
-        assert status.current == head_revision() == "0001_initial"
+        assert status.current == head_revision() == "0002_events_and_control"
         assert status.up_to_date
     finally:
         await store.close()
@@ -122,3 +122,74 @@ def _index_rows(snapshot: dict[str, Any], table: str) -> list[dict[str, Any]]:
 )
 def test_the_guides_critical_indexes_are_declared(name: str) -> None:
     assert name in {ix.name for table in metadata.sorted_tables for ix in table.indexes}
+
+
+async def test_upgrade_from_the_first_revision_keeps_the_data(store_url: str) -> None:
+    """A database at 0001 with instances in it upgrades in place, and 0002 goes down again."""
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from sqlalchemy import insert
+
+    from flowkeeper.records import EventRecord, InstanceStatus
+    from flowkeeper.store import schema
+    from flowkeeper.store.tables import workflow_bookmark, workflow_instance
+
+    engine = create_async_engine(DatabaseUrl.parse(store_url).sqlalchemy_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(schema.upgrade, "0001_initial")
+            # The 0001 tables are unchanged at head: the declared ones can write to them.
+            then = datetime(2026, 1, 1, tzinfo=UTC)
+            await conn.execute(
+                insert(workflow_instance).values(
+                    id="old",
+                    namespace="tests",
+                    name="greet",
+                    version="1.0.0",
+                    status="suspended",
+                    row_version=1,
+                    fencing_token=0,
+                    log_seq=0,
+                    created_on=then,
+                    updated_on=then,
+                )
+            )
+            await conn.execute(
+                insert(workflow_bookmark).values(
+                    id="old-b",
+                    instance_id="old",
+                    activity_id="/do/0/wait",
+                    kind="event",
+                    is_consumed=False,
+                    created_on=then,
+                )
+            )
+    finally:
+        await engine.dispose()
+
+    store = create_store(store_url, min_pool_size=1, max_pool_size=2)
+    try:
+        assert (await store.schema_status()).current == "0001_initial"
+        await store.migrate()
+        assert (await store.schema_status()).up_to_date
+        assert await store.record_event(EventRecord("k", "1", "tests", "com.example.ping", {}))
+        assert await store.deliver_event("old-b", "k", {"n": 1})
+        assert (await store.get_instance("old")).status is InstanceStatus.RUNNING
+    finally:
+        await store.close()
+
+    engine = create_async_engine(DatabaseUrl.parse(store_url).sqlalchemy_url)
+    try:
+        async with engine.begin() as conn:
+
+            def downgrade(sync_conn: Connection) -> list[str]:
+                command.downgrade(schema._config(sync_conn), "0001_initial")
+                return inspect(sync_conn).get_table_names()
+
+            tables = await conn.run_sync(downgrade)
+    finally:
+        await engine.dispose()
+    assert "workflow_event" not in tables
+    assert "workflow_event_delivery" not in tables
+    assert "workflow_instance" in tables

@@ -34,9 +34,10 @@ def create_store(
 
     Pool sizes and timeouts follow the operations guide's connection-string defaults
     (``Min Pool Size=10;Max Pool Size=100;Connection Timeout=30;Command Timeout=60``):
-    ``min_pool_size`` connections are kept open once made, at most ``max_pool_size``
-    are open at once, ``connect_timeout`` bounds connecting and waiting for a pooled
-    connection, ``command_timeout`` each statement. On SQLite there is one writer
+    ``open()`` makes ``min_pool_size`` connections, the pool grows on demand to
+    ``max_pool_size`` and keeps what it opened (no churn under load),
+    ``connect_timeout`` bounds connecting and waiting for a pooled connection,
+    ``command_timeout`` each statement. On SQLite there is one writer
     connection, readers are capped at 8 (each connection is a thread) and
     ``command_timeout`` is the busy timeout. ``ConfigurationError`` for an unsupported URL.
     """

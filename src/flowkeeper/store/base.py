@@ -9,42 +9,51 @@ every driver error leaves as a :class:`~flowkeeper.errors.StoreError`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, literal, select, true, tuple_
+from sqlalchemy import ColumnElement, Executable, Row, false, func, literal, select, true, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningInsert
 
 from flowkeeper.errors import (
     ConcurrencyConflict,
     DefinitionConflict,
     DefinitionNotFound,
     InstanceNotFound,
+    InvalidTransition,
     StoreError,
+    standard_error,
 )
 from flowkeeper.records import (
     JSON,
+    RUNNABLE_STATUSES,
     BookmarkKind,
     BookmarkRecord,
     Checkpoint,
     DefinitionRecord,
+    EventRecord,
     InstanceRecord,
     InstanceStatus,
     LogEntry,
+    LogEvent,
     OutboxRecord,
     OutboxStatus,
     TimerRecord,
 )
 from flowkeeper.store import rows, schema, writes
-from flowkeeper.store.connector import Connector
+from flowkeeper.store.connector import Connector, FusedWrite
 from flowkeeper.store.failures import is_unique_violation
 from flowkeeper.store.port import InstancePage, SchemaStatus
-from flowkeeper.store.statements import Statements
+from flowkeeper.store.statements import Statements, param
 from flowkeeper.store.tables import (
     UTCDateTime,
     workflow_bookmark,
     workflow_definition,
+    workflow_event,
     workflow_execution_log,
     workflow_instance,
     workflow_outbox,
@@ -52,13 +61,14 @@ from flowkeeper.store.tables import (
 )
 from flowkeeper.store.urls import DatabaseUrl
 
-_d, _i, _b, _t, _l, _o = (
+_d, _i, _b, _t, _l, _o, _e = (
     workflow_definition.c,
     workflow_instance.c,
     workflow_bookmark.c,
     workflow_timer.c,
     workflow_execution_log.c,
     workflow_outbox.c,
+    workflow_event.c,
 )
 
 
@@ -68,6 +78,16 @@ class SqlStore(Connector):
     def __init__(self, url: DatabaseUrl, **options: Any) -> None:
         super().__init__(url, **options)
         self._sql = Statements(self._now_sql(), self._lease_until_sql())
+
+    # -- dialect hooks of the SQL store (the defaults work everywhere) -------------------------
+
+    def _fused_delivery_sql(self) -> Executable | None:
+        """One statement doing all of ``deliver_event`` once the instance row is locked
+        (``Statements.insert_delivery``'s checks, consuming the bookmark, counting the
+        delivery, waking the instance), binding ``p_bookmark_id``, ``p_event_key`` and
+        ``p_payload`` and returning a row when it delivered; None when the dialect
+        cannot (four statements do it then)."""
+        return None
 
     async def migrate(self) -> None:
         """Upgrade the schema to the newest migration."""
@@ -102,22 +122,24 @@ class SqlStore(Connector):
             "created_on": record.created_on or self._sql.now,
         }
         stmt = self._insert_or_ignore(workflow_definition).values(values).returning(*workflow_definition.c)
+
         # Definitions are never updated or deleted, so the follow-up read needs no
         # transaction around it.
-        async with self._transaction("put_definition", autocommit=True) as conn:
+        async def put(conn: AsyncConnection) -> tuple[DefinitionRecord, bool]:
             row = (await conn.execute(stmt, self._clock())).first()
-            if row is None:
-                row = (
-                    await conn.execute(self._definition_query(record.namespace, record.name, record.version))
-                ).one()
-                stored = rows.definition(row)
-                if stored.content_hash != record.content_hash:
-                    raise DefinitionConflict(
-                        f"definition {record.namespace}/{record.name}/{record.version} already exists "
-                        "with different content (versions are immutable)"
-                    )
-                return stored, False
-        return rows.definition(row), True
+            if row is not None:
+                return rows.definition(row), True
+            query = self._definition_query(record.namespace, record.name, record.version)
+            row = (await conn.execute(query)).one()
+            stored = rows.definition(row)
+            if stored.content_hash != record.content_hash:
+                raise DefinitionConflict(
+                    f"definition {record.namespace}/{record.name}/{record.version} already exists "
+                    "with different content (versions are immutable)"
+                )
+            return stored, False
+
+        return await self._write("put_definition", put, autocommit=True)
 
     @staticmethod
     def _definition_query(namespace: str, name: str, version: str | None = None) -> Any:
@@ -156,23 +178,33 @@ class SqlStore(Connector):
         writes.check_log_owner(log, record.id)
         clock = self._clock()
         params = rows.instance_params(record, log_seq=len(log)) | clock
+        # One statement when nothing but log rows comes along (fused on PostgreSQL).
+        single = None
+        if checkpoint is None or writes.only_log(checkpoint, record.status):
+            single = self._fused_log_sql("create") if log else self._sql.create_instance
+        if single is not None and log:
+            params |= rows.log_columns(log) | {"p_log_count": len(log)}
+
+        async def insert(conn: AsyncConnection) -> InstanceRecord:
+            if single is not None:
+                return rows.instance((await conn.execute(single, params)).one())
+            assert checkpoint is not None
+            row = (await conn.execute(self._sql.create_instance, params)).one()
+            created = rows.instance(row)
+            status = await writes.write_checkpoint_rows(
+                conn,
+                self._sql,
+                checkpoint,
+                record.id,
+                InstanceStatus(record.status),
+                1,
+                clock,
+                locks_rows=self.locks_rows,
+            )
+            return created if status is created.status else replace(created, status=status)
+
         try:
-            async with self._transaction("create_instance", autocommit=checkpoint is None) as conn:
-                row = (await conn.execute(self._sql.create_instance, params)).one()
-                created = rows.instance(row)
-                if checkpoint is None:
-                    return created
-                status = await writes.write_checkpoint_rows(
-                    conn,
-                    self._sql,
-                    checkpoint,
-                    record.id,
-                    InstanceStatus(record.status),
-                    1,
-                    clock,
-                    locks_rows=self.locks_rows,
-                )
-                return created if status is created.status else replace(created, status=status)
+            return await self._write("create_instance", insert, autocommit=single is not None)
         except StoreError as exc:
             if exc.__cause__ is not None and is_unique_violation(exc.__cause__):
                 # The caller looked the key up first and lost a race: like any lost race,
@@ -240,29 +272,40 @@ class SqlStore(Connector):
         if limit < 1:
             return []
         params = {"p_lease_owner": owner, "p_limit": limit} | self._clock(lease)
-        async with self._transaction("claim_instances", autocommit=True) as conn:
-            claimed = [rows.instance(r) for r in await conn.execute(self._sql.claim_batch, params)]
+
+        async def claim(conn: AsyncConnection) -> list[InstanceRecord]:
+            return [rows.instance(r) for r in await conn.execute(self._sql.claim_batch, params)]
+
+        claimed = await self._write("claim_instances", claim, autocommit=True)
         return sorted(claimed, key=lambda r: (r.created_on or datetime.min.replace(tzinfo=UTC), r.id))
 
     async def claim_instance(self, instance_id: str, owner: str, lease: timedelta) -> InstanceRecord | None:
         """Lease one instance if runnable and its lease is free, expired or ours."""
         params = {"p_id": instance_id, "p_lease_owner": owner} | self._clock(lease)
-        async with self._transaction("claim_instance", autocommit=True) as conn:
+
+        async def claim(conn: AsyncConnection) -> InstanceRecord | None:
             row = (await conn.execute(self._sql.claim_one, params)).first()
-        return None if row is None else rows.instance(row)
+            return None if row is None else rows.instance(row)
+
+        return await self._write("claim_instance", claim, autocommit=True)
 
     async def renew_lease(self, instance_id: str, owner: str, fencing_token: int, lease: timedelta) -> bool:
         """Extend our lease; False when another claim took it."""
         params = {"p_id": instance_id, "p_lease_owner": owner, "p_fencing_token": fencing_token}
-        async with self._transaction("renew_lease", autocommit=True) as conn:
-            result = await conn.execute(self._sql.renew, params | self._clock(lease))
-        return result.rowcount > 0
+
+        async def renew(conn: AsyncConnection) -> bool:
+            return (await conn.execute(self._sql.renew, params | self._clock(lease))).rowcount > 0
+
+        return await self._write("renew_lease", renew, autocommit=True)
 
     async def release_instance(self, instance_id: str, owner: str, fencing_token: int) -> None:
         """Give the lease back (nothing happens if it is no longer ours)."""
         params = {"p_id": instance_id, "p_lease_owner": owner, "p_fencing_token": fencing_token}
-        async with self._transaction("release_instance", autocommit=True) as conn:
+
+        async def release(conn: AsyncConnection) -> None:
             await conn.execute(self._sql.release, params)
+
+        await self._write("release_instance", release, autocommit=True)
 
     async def checkpoint(self, checkpoint: Checkpoint) -> InstanceRecord:
         """Write one step atomically; ``ConcurrencyConflict`` (and nothing written) for a stale writer."""
@@ -284,19 +327,24 @@ class SqlStore(Connector):
         }
         clock = self._clock()
         stmt = self._sql.checkpoint_release_lease if cp.release_lease else self._sql.checkpoint_keep_lease
-        if writes.only_log(cp):
+        if writes.only_log(cp, cp.status):
             # The hot path (a step that only logged): one statement, autocommitted. On
             # PostgreSQL the log rows ride in the same statement as the guarded UPDATE.
-            fused = self._fused_checkpoint_sql(cp.release_lease) if cp.log else stmt
+            write: FusedWrite = "checkpoint_release_lease" if cp.release_lease else "checkpoint"
+            fused = self._fused_log_sql(write) if cp.log else stmt
             if fused is not None:
                 if cp.log:
                     params |= rows.log_columns(cp.log)
-                async with self._transaction("checkpoint", autocommit=True) as conn:
+
+                async def update(conn: AsyncConnection) -> InstanceRecord:
                     row = (await conn.execute(fused, params | clock)).first()
                     if row is None:
                         raise await writes.conflict(conn, cp)
-                return rows.instance(row)
-        async with self._transaction("checkpoint") as conn:
+                    return rows.instance(row)
+
+                return await self._write("checkpoint", update, autocommit=True)
+
+        async def update_and_add(conn: AsyncConnection) -> InstanceRecord:
             # The guarded UPDATE goes first: when it matches nothing, nothing else has
             # been written yet and the rollback is trivial.
             row = (await conn.execute(stmt, params | clock)).first()
@@ -314,7 +362,9 @@ class SqlStore(Connector):
                 clock,
                 locks_rows=self.locks_rows,
             )
-        return updated if status is updated.status else replace(updated, status=status)
+            return updated if status is updated.status else replace(updated, status=status)
+
+        return await self._write("checkpoint", update_and_add)
 
     # -- bookmarks -----------------------------------------------------------------------------
 
@@ -342,12 +392,14 @@ class SqlStore(Connector):
 
     async def resume_bookmark(self, bookmark_id: str, payload: JSON) -> bool:
         """Consume one bookmark exactly once; False when it was consumed already or is gone."""
-        async with self._transaction("resume_bookmark") as conn:
-            return bool(
-                await writes.consume(
-                    conn, self._sql, [(bookmark_id, payload)], self._clock(), locks_rows=self.locks_rows
-                )
+
+        async def consume(conn: AsyncConnection) -> bool:
+            consumed = await writes.consume(
+                conn, self._sql, [(bookmark_id, payload)], self._clock(), locks_rows=self.locks_rows
             )
+            return bool(consumed)
+
+        return await self._write("resume_bookmark", consume)
 
     # -- timers --------------------------------------------------------------------------------
 
@@ -366,7 +418,8 @@ class SqlStore(Connector):
         """Delete due timers and consume their bookmarks, in one transaction."""
         if limit < 1:
             return []
-        async with self._transaction("fire_due_timers") as conn:
+
+        async def fire(conn: AsyncConnection) -> list[TimerRecord]:
             moment = now if now is not None else await self._read_clock(conn)
             due = list(
                 (await conn.execute(self._sql.lock_due_timers, {"p_due": moment, "p_limit": limit})).scalars()
@@ -378,6 +431,9 @@ class SqlStore(Connector):
             if fired:
                 payloads = [(t.bookmark_id, {"timer": t.id, "firedAt": fired_at}) for t in fired]
                 await writes.consume(conn, self._sql, payloads, self._clock(), locks_rows=self.locks_rows)
+            return fired
+
+        fired = await self._write("fire_due_timers", fire)
         return sorted(fired, key=lambda t: (t.due_at, t.id))
 
     async def list_timers(self, instance_id: str) -> list[TimerRecord]:
@@ -385,6 +441,255 @@ class SqlStore(Connector):
         query = select(workflow_timer).where(_t.instance_id == instance_id).order_by(_t.due_at, _t.id)
         async with self._reading("list_timers") as conn:
             return [rows.timer(r) for r in await conn.execute(query)]
+
+    # -- instance control ----------------------------------------------------------------------
+
+    async def cancel_instance(self, instance_id: str, *, reason: str | None = None) -> InstanceRecord:
+        """Cancel an instance and its unfinished descendants in one transaction."""
+        clock = self._clock()
+
+        async def cancel(conn: AsyncConnection) -> InstanceRecord:
+            tree = await self._lock_tree(conn, instance_id)
+            root = tree.get(instance_id)
+            if root is None:
+                raise InstanceNotFound(f"instance {instance_id} not found")
+            if root.status.is_terminal:
+                raise InvalidTransition(f"instance {instance_id} is already {root.status.value}")
+            doomed = {"p_ids": sorted(i.id for i in tree.values() if not i.status.is_terminal)}
+            updated = await conn.execute(self._sql.cancel_instances, doomed | clock)
+            cancelled = {
+                r.id: r
+                for r in await self._log_control(conn, updated, LogEvent.CANCELLED, {"reason": reason}, clock)
+            }
+            # A parent waiting for a cancelled child (and not cancelled with it) gets
+            # the child's end as an error it can catch. Its row is locked after the
+            # children's and before any bookmark row, as everywhere.
+            ends = [
+                (child.parent_bookmark_id, {"error": _cancelled_error(child.id, reason)})
+                for child in cancelled.values()
+                if child.parent_bookmark_id and child.parent_id not in cancelled
+            ]
+            if ends:
+                await writes.consume(conn, self._sql, ends, clock, locks_rows=self.locks_rows)
+            await conn.execute(self._sql.delete_instances_timers, doomed)
+            await conn.execute(self._sql.delete_instances_bookmarks, doomed)
+            return cancelled[instance_id]
+
+        return await self._write("cancel_instance", cancel)
+
+    async def suspend_instance(self, instance_id: str) -> InstanceRecord:
+        """Hold an instance with a ``manual`` bookmark, fencing off whoever runs it."""
+        clock = self._clock()
+        manual_id = _manual_bookmark_id(instance_id)
+
+        async def suspend(conn: AsyncConnection) -> InstanceRecord:
+            current = await self._lock_instance(conn, instance_id)
+            if current.status.is_terminal:
+                raise InvalidTransition(f"instance {instance_id} is already {current.status.value}")
+            held = (await conn.execute(self._sql.manual_bookmark, {"p_id": manual_id})).first()
+            if held is not None:
+                if not held.is_consumed:
+                    raise InvalidTransition(f"instance {instance_id} is already suspended manually")
+                # Resumed through its bookmark but not applied yet: the new hold replaces it.
+                await conn.execute(self._sql.delete_bookmark, {"p_id": manual_id})
+            updated = await conn.execute(self._sql.suspend_instance, {"p_ids": [instance_id]} | clock)
+            [suspended] = await self._log_control(conn, updated, LogEvent.SUSPENDED, None, clock)
+            hold = BookmarkRecord(
+                id=manual_id,
+                instance_id=instance_id,
+                activity_id="/",
+                kind=BookmarkKind.MANUAL,
+                # What resume_instance goes back to.
+                filter={"previousStatus": current.status.value},
+            )
+            await conn.execute(self._sql.insert_bookmark, rows.bookmark_params(hold) | clock)
+            return suspended
+
+        return await self._write("suspend_instance", suspend)
+
+    async def resume_instance(self, instance_id: str) -> InstanceRecord:
+        """Release a manual suspension: running if there is work, else waiting as before."""
+        clock = self._clock()
+        release = {"p_id": _manual_bookmark_id(instance_id), "p_instance_id": instance_id}
+
+        async def resume(conn: AsyncConnection) -> InstanceRecord:
+            await self._lock_instance(conn, instance_id)
+            released = (await conn.execute(self._sql.release_manual, release)).first()
+            if released is None:
+                raise InvalidTransition(f"instance {instance_id} is not suspended manually")
+            previous = (released.filter or {}).get("previousStatus")
+            params = {"p_ids": [instance_id], "p_was_runnable": previous in _RUNNABLE}
+            updated = await conn.execute(self._sql.resume_instance, params | clock)
+            [resumed] = await self._log_control(conn, updated, LogEvent.RESUMED, None, clock)
+            return resumed
+
+        return await self._write("resume_instance", resume)
+
+    async def retry_instance(self, instance_id: str, state: dict[str, JSON] | None) -> InstanceRecord:
+        """Make a failed instance runnable again from ``state``."""
+        clock = self._clock()
+
+        async def retry(conn: AsyncConnection) -> InstanceRecord:
+            current = await self._lock_instance(conn, instance_id)
+            if current.status is not InstanceStatus.FAILED:
+                raise InvalidTransition(
+                    f"instance {instance_id} is {current.status.value}; only a failed instance can be retried"
+                )
+            params = {"p_ids": [instance_id], "p_state": state}
+            updated = await conn.execute(self._sql.retry_instance, params | clock)
+            [retried] = await self._log_control(conn, updated, LogEvent.RETRIED, None, clock)
+            return retried
+
+        return await self._write("retry_instance", retry)
+
+    async def count_instances(self) -> dict[InstanceStatus, int]:
+        """Instances per status (every status present, zero included)."""
+        counts = dict.fromkeys(InstanceStatus, 0)
+        query = select(_i.status, func.count()).group_by(_i.status)
+        async with self._reading("count_instances") as conn:
+            for status, count in await conn.execute(query):
+                counts[InstanceStatus(status)] = count
+        return counts
+
+    async def _lock_instance(self, conn: AsyncConnection, instance_id: str) -> InstanceRecord:
+        row = (await conn.execute(self._sql.lock_instance, {"p_id": instance_id})).first()
+        if row is None:
+            raise InstanceNotFound(f"instance {instance_id} not found")
+        return rows.instance(row)
+
+    async def _lock_tree(self, conn: AsyncConnection, instance_id: str) -> dict[str, InstanceRecord]:
+        """Lock an instance and its descendants; their current rows by id (empty: not found)."""
+        locked: dict[str, InstanceRecord] = {}
+        while True:
+            result = await conn.execute(self._sql.lock_tree, {"p_id": instance_id})
+            found = {r.id: r for r in map(rows.instance, result)}
+            new = found.keys() - locked.keys()
+            locked.update(found)
+            # On PostgreSQL, a child inserted by a checkpoint that committed while we
+            # waited for its parent's lock is not in that statement's snapshot: look
+            # again until nothing new appears (no child appears under a locked parent).
+            # SQLite's single writer sees everything the first time.
+            if not new or not self.locks_rows:
+                return locked
+
+    async def _log_control(
+        self,
+        conn: AsyncConnection,
+        updated: Iterable[Row[Any]],
+        event: LogEvent,
+        detail: dict[str, JSON] | None,
+        clock: dict[str, Any],
+    ) -> list[InstanceRecord]:
+        """An instance-level log row for each updated instance row (numbered by its
+        ``log_seq``); the rows as records."""
+        written = list(updated)
+        entries = [
+            {
+                "p_instance_id": row.id,
+                "p_seq": row.log_seq,
+                "p_name": row.name,
+                "p_event": event.value,
+                "p_detail": detail,
+            }
+            for row in written
+        ]
+        if entries:
+            await writes.insert_many(conn, self._sql.insert_control_log, entries, clock)
+        return [rows.instance(r) for r in written]
+
+    # -- events --------------------------------------------------------------------------------
+
+    @cached_property
+    def _record_event_sql(self) -> ReturningInsert[Any]:
+        return (
+            self._insert_or_ignore(workflow_event)
+            .values(
+                key=param(_e.key),
+                id=param(_e.id),
+                source=param(_e.source),
+                type=param(_e.type),
+                event=param(_e.event),
+                received_on=self._sql.now,
+                matched=param(_e.matched),
+            )
+            .returning(*workflow_event.c)
+        )
+
+    async def record_event(self, event: EventRecord) -> EventRecord | None:
+        """Keep an event; None when its key is kept already (a duplicate)."""
+        params = rows.event_params(event) | self._clock()
+
+        async def record(conn: AsyncConnection) -> EventRecord | None:
+            row = (await conn.execute(self._record_event_sql, params)).first()
+            return None if row is None else rows.event(row)
+
+        return await self._write("record_event", record, autocommit=True)
+
+    async def recent_events(self, since: datetime, event_type: str | None = None) -> list[EventRecord]:
+        """Kept events received at or after ``since``, oldest first."""
+        query = select(workflow_event).where(_e.received_on >= since)
+        if event_type is not None:
+            query = query.where(_e.type == event_type)
+        async with self._reading("recent_events") as conn:
+            return [rows.event(r) for r in await conn.execute(query.order_by(_e.received_on, _e.key))]
+
+    async def list_events(
+        self, *, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[EventRecord], str | None]:
+        """Kept events newest first; the cursor is the last row's (received_on, key)."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        query = select(workflow_event)
+        if cursor is not None:
+            last_received, last_key = rows.decode_cursor(cursor)
+            query = query.where(tuple_(_e.received_on, _e.key) < tuple_(_bind_ts(last_received), last_key))
+        query = query.order_by(_e.received_on.desc(), _e.key.desc()).limit(limit + 1)
+        async with self._reading("list_events") as conn:
+            items = [rows.event(r) for r in await conn.execute(query)]
+        if len(items) <= limit:
+            return items, None
+        items = items[:limit]
+        last = items[-1]
+        assert last.received_on is not None
+        return items, rows.encode_cursor(last.received_on, last.key)
+
+    async def deliver_event(self, bookmark_id: str, event_key: str, payload: JSON) -> bool:
+        """Consume a bookmark for a kept event: once per bookmark, once per instance and event."""
+        clock = self._clock()
+        keys = {"p_bookmark_id": bookmark_id, "p_event_key": event_key}
+        fused = self._fused_delivery_sql()
+
+        async def deliver(conn: AsyncConnection) -> bool:
+            if self.locks_rows:
+                # The bookmark's instance row first (the order every writer locks in):
+                # whoever else consumes this instance's bookmarks, delivers to it,
+                # suspends or cancels it waits here, so what follows decides alone.
+                locked = await conn.execute(self._sql.lock_bookmark_instances, {"p_ids": [bookmark_id]})
+                if locked.first() is None:
+                    return False  # consumed or gone
+            if fused is not None:
+                return (await conn.execute(fused, keys | {"p_payload": payload} | clock)).first() is not None
+            delivered = (await conn.execute(self._sql.insert_delivery, keys | clock)).first()
+            if delivered is None:
+                return False
+            consume = {"p_id": bookmark_id, "p_payload": payload}
+            await conn.execute(self._sql.consume_bookmark, consume | clock)
+            await conn.execute(self._sql.count_delivery, {"p_event_key": event_key})
+            await conn.execute(self._sql.make_runnable, {"p_ids": [delivered.instance_id]} | clock)
+            return True
+
+        return await self._write("deliver_event", deliver)
+
+    async def delete_events(self, received_before: datetime, limit: int = 1000) -> int:
+        """Drop the oldest kept events received before a time (their deliveries go with them)."""
+        if limit < 1:
+            return 0
+        params = {"p_before": received_before, "p_limit": limit}
+
+        async def delete(conn: AsyncConnection) -> int:
+            return int((await conn.execute(self._sql.delete_events, params)).rowcount)
+
+        return await self._write("delete_events", delete, autocommit=True)
 
     # -- execution log and outbox ----------------------------------------------------------------
 
@@ -406,3 +711,16 @@ class SqlStore(Connector):
 
 def _bind_ts(value: datetime) -> ColumnElement[Any]:
     return literal(value, UTCDateTime())
+
+
+_RUNNABLE = frozenset(status.value for status in RUNNABLE_STATUSES)
+
+
+def _manual_bookmark_id(instance_id: str) -> str:
+    return f"{instance_id}.manual"
+
+
+def _cancelled_error(instance_id: str, reason: str | None) -> dict[str, JSON]:
+    """What a waiting parent receives when its child is cancelled (a DSL runtime error)."""
+    detail = f"child instance {instance_id} was cancelled" + (f": {reason}" if reason else "")
+    return standard_error("runtime", detail, title="Cancelled").to_dict()

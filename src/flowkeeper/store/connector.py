@@ -8,10 +8,11 @@ is the half that knows what to say. Every database error leaves a connector as a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from sqlalchemy import ColumnElement, Executable, Insert, Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -20,12 +21,24 @@ from flowkeeper.errors import FlowkeeperError
 from flowkeeper.store.failures import ErrorTranslator
 from flowkeeper.store.urls import DatabaseUrl
 
+#: The writes that may carry their log rows in the same statement.
+FusedWrite = Literal["create", "checkpoint", "checkpoint_release_lease"]
+
+_T = TypeVar("_T")
+
+#: The body of a write transaction: awaits nothing but the connection it is given.
+WriteBody = Callable[[AsyncConnection], Coroutine[Any, Any, _T]]
+
 # Our own errors and caller mistakes pass through untranslated.
 _PASSTHROUGH = (FlowkeeperError, ValueError, TypeError)
 
 
 class Connector:
     """Engines and transactions for one database URL; subclasses supply the dialect hooks."""
+
+    #: Whether open() makes ``min_pool_size`` connections up front (not for SQLite's
+    #: single writer, whose readers connect on demand).
+    warms_pool: ClassVar[bool] = False
 
     #: Whether ``SELECT ... FOR UPDATE`` means anything (PostgreSQL) or writers are
     #: serialised anyway (SQLite), in which case the explicit row locks are skipped.
@@ -82,14 +95,16 @@ class Connector:
         """``INSERT ... ON CONFLICT DO NOTHING`` for ``table``."""
         raise NotImplementedError
 
-    def _fused_checkpoint_sql(self, release_lease: bool) -> Executable | None:
-        """One statement doing the checkpoint UPDATE and inserting log rows from
-        ``rows.log_columns`` arrays, returning the instance row; None when the dialect
-        cannot (then two statements in a transaction do it)."""
+    def _fused_log_sql(self, write: FusedWrite) -> Executable | None:
+        """One statement doing ``write`` (the instance INSERT or the guarded checkpoint
+        UPDATE) and inserting the log rows given as ``rows.log_columns`` arrays,
+        returning the instance row; None when the dialect cannot (a transaction of two
+        statements does it then)."""
         return None
 
     def _write_guard(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        """Held around every write (SQLite: the in-process writer lock)."""
+        """Held around every use of the writer engine from the event loop (SQLite: the
+        in-process writer lock, which its write batches hold too)."""
         return contextlib.nullcontext()
 
     def _read_guard(self) -> contextlib.AbstractAsyncContextManager[Any]:
@@ -97,6 +112,17 @@ class Connector:
         return contextlib.nullcontext()
 
     # -- connections ---------------------------------------------------------------------------
+
+    async def _write(self, operation: str, body: WriteBody[_T], *, autocommit: bool = False) -> _T:
+        """Run ``body`` as one write transaction and return what it returns.
+
+        ``body`` awaits nothing but the connection it is given (SQLite runs it on the
+        writer connection's thread, batched with others: :mod:`flowkeeper.store.group_commit`).
+        ``autocommit`` when its only write is one self-contained statement, and it fails,
+        if at all, before or in that statement.
+        """
+        async with self._transaction(operation, autocommit=autocommit) as conn:
+            return await body(conn)
 
     @contextlib.asynccontextmanager
     async def _transaction(
@@ -116,6 +142,15 @@ class Connector:
         except Exception as exc:
             raise self._errors.translate(exc, operation) from exc
 
+    def _translated(self, error: BaseException, operation: str) -> BaseException:
+        """What a caller sees for ``error`` raised during ``operation`` (for errors raised
+        elsewhere than in :meth:`_transaction`, which translates its own)."""
+        if isinstance(error, _PASSTHROUGH) or not isinstance(error, Exception):
+            return error
+        translated = self._errors.translate(error, operation)
+        translated.__cause__ = error
+        return translated
+
     @contextlib.asynccontextmanager
     async def _reading(self, operation: str) -> AsyncIterator[AsyncConnection]:
         if self._reader is None:
@@ -132,16 +167,29 @@ class Connector:
     # -- life cycle ----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Create the engines and make one connection, so a bad URL fails here."""
+        """Create the engines and connect (``min_pool_size`` connections), so a bad URL fails here."""
         if self._writer is not None:
             return
         self._writer, self._autocommit, self._reader = self._create_engines()
         try:
             async with self._write_guard(), self._writer.connect() as conn:
                 await conn.exec_driver_sql("SELECT 1")
+            if self.warms_pool and self.min_pool_size > 1:
+                await self._warm(self._writer, self.min_pool_size)
         except Exception as exc:
             await self.close()
             raise self._errors.translate(exc, "open") from exc
+
+    @staticmethod
+    async def _warm(engine: AsyncEngine, count: int) -> None:
+        """Open ``count`` pooled connections at once (they stay in the pool)."""
+        results = await asyncio.gather(*(engine.connect() for _ in range(count)), return_exceptions=True)
+        for result in results:
+            if isinstance(result, AsyncConnection):
+                await result.close()
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            raise failure
 
     async def close(self) -> None:
         """Dispose of the pools; the store may be opened again."""

@@ -20,30 +20,47 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    false,
     func,
     insert,
     select,
     true,
+    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
+from flowkeeper.records import InstanceStatus
 from flowkeeper.store.base import SqlStore
-from flowkeeper.store.tables import UTCDateTime, workflow_execution_log
+from flowkeeper.store.connector import FusedWrite
+from flowkeeper.store.statements import Statements
+from flowkeeper.store.tables import (
+    UTCDateTime,
+    workflow_bookmark,
+    workflow_event,
+    workflow_event_delivery,
+    workflow_execution_log,
+    workflow_instance,
+)
 
 
 class PostgresStore(SqlStore):
     """The :class:`~flowkeeper.store.port.Store` on PostgreSQL."""
 
     locks_rows: ClassVar[bool] = True
+    warms_pool: ClassVar[bool] = True
 
     def _create_engines(self) -> tuple[AsyncEngine, AsyncEngine, AsyncEngine]:
         engine = create_async_engine(
             self._db_url.sqlalchemy_url,
-            pool_size=max(self.min_pool_size, 1),
-            max_overflow=self.max_pool_size - max(self.min_pool_size, 1),
+            # The pool keeps every connection it opens (opened on demand, up to the
+            # maximum): a smaller pool_size plus overflow would close and reopen
+            # connections under load, each reopening costing several round trips.
+            # open() makes the first min_pool_size of them.
+            pool_size=self.max_pool_size,
+            max_overflow=0,
             pool_timeout=self.connect_timeout,
             echo=self.echo,
             connect_args={
@@ -75,26 +92,99 @@ class PostgresStore(SqlStore):
     def _insert_or_ignore(self, table: Table) -> Insert:
         return pg_insert(table).on_conflict_do_nothing()
 
-    def _fused_checkpoint_sql(self, release_lease: bool) -> Executable | None:
-        return self._fused_checkpoints[release_lease]
+    def _fused_log_sql(self, write: FusedWrite) -> Executable | None:
+        return self._fused[write]
 
     @cached_property
-    def _fused_checkpoints(self) -> dict[bool, Select[Any]]:
+    def _fused(self) -> dict[FusedWrite, Select[Any]]:
         return {
-            False: _fuse_log_insert(self._sql.checkpoint_keep_lease),
-            True: _fuse_log_insert(self._sql.checkpoint_release_lease),
+            "create": _fuse_log_insert(self._sql.create_instance),
+            "checkpoint": _fuse_log_insert(self._sql.checkpoint_keep_lease),
+            "checkpoint_release_lease": _fuse_log_insert(self._sql.checkpoint_release_lease),
         }
 
+    def _fused_delivery_sql(self) -> Executable | None:
+        return self._fused_delivery
 
-def _fuse_log_insert(guarded_update: ReturningUpdate[Any]) -> Select[Any]:
-    """``WITH u AS (<guarded UPDATE> RETURNING *), l AS (INSERT INTO log SELECT ... FROM u,
-    unnest(arrays) WITH ORDINALITY) SELECT * FROM u``.
+    @cached_property
+    def _fused_delivery(self) -> Select[Any]:
+        return _fuse_delivery(self._sql)
 
-    One round trip instead of BEGIN, UPDATE, INSERT, COMMIT. Atomic as a statement; when
-    the guard matches no row, ``u`` is empty, so no log row is inserted either. Log rows
-    are numbered from the updated ``log_seq``.
+
+def _fuse_delivery(sql: Statements) -> Select[Any]:
+    """``deliver_event`` after its instance-row lock, as one statement of data-modifying CTEs::
+
+        WITH kept      AS (SELECT key FROM workflow_event WHERE key = :key FOR KEY SHARE),
+             delivered AS (INSERT INTO workflow_event_delivery SELECT ... FROM kept, workflow_bookmark
+                           ... ON CONFLICT DO NOTHING RETURNING ...),  -- insert_delivery's checks
+             consumed  AS (UPDATE workflow_bookmark ... FROM delivered RETURNING instance_id),
+             counted   AS (UPDATE workflow_event SET matched = matched + 1 FROM delivered ...),
+             woken     AS (UPDATE workflow_instance SET status = 'running' FROM consumed
+                           WHERE status = 'suspended' AND NOT <manual hold>)
+        SELECT instance_id FROM consumed
+
+    One round trip instead of four. Every part sees the snapshot taken after the lock
+    (a new statement under READ COMMITTED), so nobody changed this instance's bookmarks
+    since; only the manual-hold check must leave out the bookmark consumed here (a
+    CTE does not see the other CTEs' writes). An event deleted meanwhile by retention
+    cleanup is kept out by locking its row (``FOR KEY SHARE``), so the foreign key
+    never fails.
     """
-    updated = guarded_update.cte("updated")
+    b, e, d, i = workflow_bookmark.c, workflow_event.c, workflow_event_delivery.c, workflow_instance.c
+    bookmark_id = bindparam("p_bookmark_id", type_=b.id.type)
+    kept = (
+        select(e.key)
+        .where(e.key == bindparam("p_event_key", type_=e.key.type))
+        .with_for_update(read=True, key_share=True)
+        .cte("kept")
+    )
+    rows = (
+        select(kept.c.key, b.instance_id, b.id, sql.now)
+        .select_from(kept.join(workflow_bookmark, true()))  # one row each
+        .where(b.id == bookmark_id, b.is_consumed == false())
+    )
+    delivered = (
+        pg_insert(workflow_event_delivery)
+        .from_select(["event_key", "instance_id", "bookmark_id", "delivered_on"], rows)
+        .on_conflict_do_nothing()
+        .returning(d.event_key, d.instance_id, d.bookmark_id)
+        .cte("delivered")
+    )
+    consumed = (
+        update(workflow_bookmark)
+        .where(b.id == delivered.c.bookmark_id)
+        .values(is_consumed=True, payload=bindparam("p_payload", type_=b.payload.type), consumed_on=sql.now)
+        .returning(b.instance_id)
+        .cte("consumed")
+    )
+    counted = (
+        update(workflow_event)
+        .where(e.key == delivered.c.event_key)
+        .values(matched=e.matched + 1)
+        .cte("counted")
+    )
+    woken = (
+        update(workflow_instance)
+        .where(
+            i.id == consumed.c.instance_id,
+            i.status == InstanceStatus.SUSPENDED.value,
+            ~sql.manual_hold(excluding=bookmark_id),
+        )
+        .values(status=InstanceStatus.RUNNING.value, updated_on=sql.now)
+        .cte("woken")
+    )
+    return select(consumed.c.instance_id).add_cte(counted).add_cte(woken)
+
+
+def _fuse_log_insert(write: ReturningInsert[Any] | ReturningUpdate[Any]) -> Select[Any]:
+    """``WITH w AS (<write> RETURNING *), l AS (INSERT INTO log SELECT ... FROM w,
+    unnest(arrays) WITH ORDINALITY) SELECT * FROM w``.
+
+    One round trip instead of BEGIN, INSERT/UPDATE, INSERT, COMMIT. Atomic as a
+    statement; when a checkpoint's guard matches no row, ``w`` is empty, so no log row
+    is inserted either. Log rows are numbered from the written ``log_seq``.
+    """
+    updated = write.cte("written")
     entries = (
         func.unnest(
             bindparam("p_log_reference", type_=ARRAY(Text())),

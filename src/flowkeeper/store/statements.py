@@ -7,7 +7,16 @@ hook: PostgreSQL reads ``now()`` in the statement; SQLite (in-process, one machi
 binds Python's UTC now as ``p_now``.
 
 Locking order, kept by every writer so PostgreSQL transactions never wait on each other
-in a cycle: instance rows first, then their timers, then bookmarks.
+in a cycle: instance rows first, then their timers, then bookmarks (then kept events).
+Every write to an instance's bookmarks or status holds that instance's row lock, which
+is what makes the checks after it (consumed? delivered? manually held?) race-free. Among
+instance rows, a child is locked before its parent: a finishing child's checkpoint holds
+its own row and then resumes its parent's bookmark, and a cancellation walks a tree
+deepest level first.
+
+Manual suspension: an instance with an unconsumed ``manual`` bookmark stays
+``suspended``; every statement that makes an instance runnable checks
+:meth:`Statements.manual_hold`.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import (
     BindParameter,
+    Boolean,
     ColumnElement,
     Delete,
     Insert,
@@ -30,6 +40,7 @@ from sqlalchemy import (
     false,
     func,
     insert,
+    literal,
     or_,
     select,
     true,
@@ -38,9 +49,11 @@ from sqlalchemy import (
 from sqlalchemy.sql.dml import ReturningDelete, ReturningInsert, ReturningUpdate
 from sqlalchemy.sql.schema import Column
 
-from flowkeeper.records import RUNNABLE_STATUSES, InstanceStatus
+from flowkeeper.records import RUNNABLE_STATUSES, BookmarkKind, InstanceStatus
 from flowkeeper.store.tables import (
     workflow_bookmark,
+    workflow_event,
+    workflow_event_delivery,
     workflow_execution_log,
     workflow_instance,
     workflow_outbox,
@@ -50,10 +63,14 @@ from flowkeeper.store.tables import (
 _RUNNABLE = [s.value for s in RUNNABLE_STATUSES]
 _SUSPENDED = InstanceStatus.SUSPENDED.value
 _RUNNING = InstanceStatus.RUNNING.value
+_CANCELLED = InstanceStatus.CANCELLED.value
+_MANUAL = BookmarkKind.MANUAL.value
 
 _i = workflow_instance.c
 _b = workflow_bookmark.c
 _t = workflow_timer.c
+_e = workflow_event.c
+_d = workflow_event_delivery.c
 
 
 def param(column: Column[Any], name: str | None = None) -> BindParameter[Any]:
@@ -228,15 +245,24 @@ class Statements:
     def checkpoint_release_lease(self) -> ReturningUpdate[Any]:
         return self._checkpoint(release_lease=True)
 
+    @staticmethod
+    def manual_hold(excluding: ColumnElement[Any] | None = None) -> ColumnElement[bool]:
+        """The instance being updated has an unconsumed ``manual`` bookmark (other than
+        ``excluding``, one the same statement consumes)."""
+        hold = exists().where(_b.instance_id == _i.id, _b.is_consumed == false(), _b.kind == _MANUAL)
+        return hold if excluding is None else hold.where(_b.id != excluding)
+
     @cached_property
     def wake_if_consumed(self) -> ReturningUpdate[Any]:
-        """``suspended`` -> ``running`` when the instance has a consumed bookmark to apply."""
+        """``suspended`` -> ``running`` when the instance has a consumed bookmark to apply
+        (and is not manually held)."""
         return (
             update(workflow_instance)
             .where(
                 _i.id == param(_i.id),
                 _i.status == _SUSPENDED,
                 exists().where(_b.instance_id == _i.id, _b.is_consumed == true()),
+                ~self.manual_hold(),
             )
             .values(status=_RUNNING)
             .returning(_i.id)
@@ -277,11 +303,13 @@ class Statements:
         )
 
     @cached_property
-    def make_runnable(self) -> Update:
+    def make_runnable(self) -> ReturningUpdate[Any]:
+        """``suspended`` -> ``running`` unless manually held; returns the ids it woke."""
         return (
             update(workflow_instance)
-            .where(_i.id.in_(ids_param()), _i.status == _SUSPENDED)
+            .where(_i.id.in_(ids_param()), _i.status == _SUSPENDED, ~self.manual_hold())
             .values(status=_RUNNING, updated_on=self.now)
+            .returning(_i.id)
         )
 
     # -- timers ------------------------------------------------------------------------------
@@ -302,3 +330,173 @@ class Statements:
     @cached_property
     def delete_fired_timers(self) -> ReturningDelete[Any]:
         return delete(workflow_timer).where(_t.id.in_(ids_param())).returning(*workflow_timer.c)
+
+    # -- instance control --------------------------------------------------------------------
+
+    @cached_property
+    def lock_instance(self) -> Select[Any]:
+        return select(workflow_instance).where(_i.id == param(_i.id)).with_for_update(key_share=True)
+
+    @cached_property
+    def lock_tree(self) -> Select[Any]:
+        """An instance and all its descendants (through ``parent_id``), locked deepest
+        level first (then by id): children before parents, the order a finishing child's
+        checkpoint takes them in. Run again after locking: a child created by a write
+        that committed while this waited is found (and locked) by the next run."""
+        tree = (
+            select(_i.id.label("id"), literal(0).label("depth"))
+            .where(_i.id == param(_i.id))
+            .cte("tree", recursive=True)
+        )
+        child = workflow_instance.alias("child")
+        tree = tree.union(
+            select(child.c.id, tree.c.depth + 1).where(
+                child.c.parent_id == tree.c.id,
+                # Only a corrupt parent_id cycle gets this deep; it must not loop for ever.
+                tree.c.depth < _MAX_DEPTH,
+            )
+        )
+        levels = select(tree.c.id, func.max(tree.c.depth).label("depth")).group_by(tree.c.id).subquery()
+        return (
+            select(workflow_instance)
+            .join(levels, levels.c.id == _i.id)
+            .order_by(levels.c.depth.desc(), _i.id)
+            .with_for_update(key_share=True, of=workflow_instance)
+        )
+
+    def _control(self, *, fence: bool = True, **values: Any) -> ReturningUpdate[Any]:
+        """An operator's change to instances: a new version and one log row (numbered
+        ``log_seq``); with ``fence`` the lease is taken away and the fencing token bumped,
+        so a worker still running the instance has its next checkpoint rejected."""
+        changes: dict[str, Any] = {
+            "row_version": _i.row_version + 1,
+            "log_seq": _i.log_seq + 1,
+            "updated_on": self.now,
+        }
+        if fence:
+            changes |= {"lease_owner": None, "lease_expires_at": None, "fencing_token": _i.fencing_token + 1}
+        return (
+            update(workflow_instance)
+            .where(_i.id.in_(ids_param()))
+            .values(changes | values)
+            .returning(*workflow_instance.c)
+        )
+
+    @cached_property
+    def cancel_instances(self) -> ReturningUpdate[Any]:
+        return self._control(status=_CANCELLED, completed_on=self.now)
+
+    @cached_property
+    def suspend_instance(self) -> ReturningUpdate[Any]:
+        return self._control(status=_SUSPENDED)
+
+    @cached_property
+    def resume_instance(self) -> ReturningUpdate[Any]:
+        # Running when it has work: it was runnable when suspended, or a bookmark of it
+        # was consumed meanwhile (and no other manual bookmark holds it); else it goes
+        # back to waiting. No lease is held while suspended, so none is fenced off.
+        has_work = or_(
+            bindparam("p_was_runnable", type_=Boolean()) == true(),
+            and_(
+                exists().where(_b.instance_id == _i.id, _b.is_consumed == true()),
+                ~self.manual_hold(),
+            ),
+        )
+        return self._control(fence=False, status=case((has_work, _RUNNING), else_=_SUSPENDED))
+
+    @cached_property
+    def retry_instance(self) -> ReturningUpdate[Any]:
+        return self._control(status=_RUNNING, state=param(_i.state), error=None, completed_on=None)
+
+    @cached_property
+    def manual_bookmark(self) -> Select[Any]:
+        return select(_b.is_consumed).where(_b.id == param(_b.id))
+
+    @cached_property
+    def delete_bookmark(self) -> Delete:
+        return delete(workflow_bookmark).where(_b.id == param(_b.id))
+
+    @cached_property
+    def release_manual(self) -> ReturningDelete[Any]:
+        return (
+            delete(workflow_bookmark)
+            .where(
+                _b.id == param(_b.id),
+                _b.instance_id == param(_b.instance_id),
+                _b.kind == _MANUAL,
+                _b.is_consumed == false(),
+            )
+            .returning(_b.filter)
+        )
+
+    @cached_property
+    def delete_instances_bookmarks(self) -> Delete:
+        return delete(workflow_bookmark).where(_b.instance_id.in_(ids_param()))
+
+    @cached_property
+    def delete_instances_timers(self) -> Delete:
+        return delete(workflow_timer).where(_t.instance_id.in_(ids_param()))
+
+    @cached_property
+    def insert_control_log(self) -> Insert:
+        """An instance-level log row (reference ``/``) stamped with the database clock."""
+        log = workflow_execution_log.c
+        return insert(workflow_execution_log).values(
+            instance_id=param(log.instance_id),
+            seq=param(log.seq),
+            reference="/",
+            name=param(log.name),
+            task_type="workflow",
+            event=param(log.event),
+            at=self.now,
+            detail=param(log.detail),
+        )
+
+    # -- events ------------------------------------------------------------------------------
+
+    @cached_property
+    def insert_delivery(self) -> ReturningInsert[Any]:
+        """Record delivering an event to a bookmark's instance: nothing when the bookmark
+        is consumed or gone, the event is not kept, or the event already reached that
+        instance. Decides only under the instance's row lock (or SQLite's single writer)."""
+        event = workflow_event.alias("event")
+        delivered_before = exists().where(_d.event_key == event.c.key, _d.instance_id == _b.instance_id)
+        rows = (
+            select(event.c.key, _b.instance_id, _b.id, self.now)
+            .select_from(event.join(workflow_bookmark, true()))  # one row each
+            .where(
+                event.c.key == bindparam("p_event_key", type_=_e.key.type),
+                _b.id == bindparam("p_bookmark_id", type_=_b.id.type),
+                _b.is_consumed == false(),
+                ~delivered_before,
+            )
+        )
+        return (
+            insert(workflow_event_delivery)
+            .from_select(["event_key", "instance_id", "bookmark_id", "delivered_on"], rows)
+            .returning(_d.instance_id)
+        )
+
+    @cached_property
+    def count_delivery(self) -> Update:
+        return (
+            update(workflow_event)
+            .where(_e.key == bindparam("p_event_key", type_=_e.key.type))
+            .values(matched=_e.matched + 1)
+        )
+
+    @cached_property
+    def delete_events(self) -> Delete:
+        # Oldest first, a bounded batch; concurrent cleaners skip each other's rows.
+        doomed = (
+            select(_e.key)
+            .where(_e.received_on < bindparam("p_before", type_=_e.received_on.type))
+            .order_by(_e.received_on)
+            .limit(bindparam("p_limit"))
+            .with_for_update(skip_locked=True)
+        )
+        return delete(workflow_event).where(_e.key.in_(doomed))
+
+
+#: Deeper than any real nesting of child workflows; stops a corrupt ``parent_id`` cycle.
+_MAX_DEPTH = 1000

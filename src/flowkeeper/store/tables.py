@@ -187,12 +187,43 @@ workflow_execution_log = Table(
     Column("detail", json_type()),
 )
 
-_i, _b, _t, _o, _l = (
+workflow_event = Table(
+    "workflow_event",
+    metadata,
+    # CloudEvents: source + id identify an event; the key is built from them by the caller.
+    Column("key", Text, primary_key=True),
+    Column("id", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("event", json_type(), nullable=False),
+    Column("received_on", UTCDateTime, nullable=False),
+    # How many bookmarks the event resumed (one per delivery row written).
+    Column("matched", Integer, nullable=False),
+)
+
+workflow_event_delivery = Table(
+    "workflow_event_delivery",
+    metadata,
+    # One row per (event, instance): an event resumes at most one bookmark of an instance.
+    Column("event_key", Text, ForeignKey("workflow_event.key", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "instance_id",
+        String(255),
+        ForeignKey("workflow_instance.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    _id("bookmark_id", nullable=False),
+    Column("delivered_on", UTCDateTime, nullable=False),
+)
+
+_i, _b, _t, _o, _l, _e, _d = (
     workflow_instance.c,
     workflow_bookmark.c,
     workflow_timer.c,
     workflow_outbox.c,
     workflow_execution_log.c,
+    workflow_event.c,
+    workflow_event_delivery.c,
 )
 _RUNNABLE = ("pending", "running")
 _UNDELIVERED = ("pending", "processing")
@@ -247,3 +278,8 @@ Index("ix_workflow_timer_due_at", _t.due_at)
 Index("ix_workflow_timer_instance_id", _t.instance_id)
 Index("ux_workflow_execution_log_instance_id_seq", _l.instance_id, _l.seq, unique=True)
 Index("ix_workflow_outbox_created_on", _o.created_on)
+# recent_events (a listen that starts late looks back for its type); retention cleanup.
+Index("ix_workflow_event_type_received_on", _e.type, _e.received_on)
+Index("ix_workflow_event_received_on", _e.received_on)
+# The instance side of the delivery cascade (the primary key serves the event side).
+Index("ix_workflow_event_delivery_instance_id", _d.instance_id)

@@ -1,13 +1,15 @@
 """The multi-statement writes: a checkpoint's rows and consuming bookmarks.
 
-Shared by ``checkpoint``, ``create_instance`` (a first checkpoint), ``resume_bookmark``
-and ``fire_due_timers``; each function runs inside the caller's transaction. Locking
-order (PostgreSQL): instance rows first, then timers, then bookmarks, as everywhere.
+Shared by ``checkpoint``, ``create_instance`` (a first checkpoint), ``resume_bookmark``,
+``fire_due_timers`` and ``cancel_instance``; each function runs inside the caller's
+transaction. Locking order (PostgreSQL): instance rows first, then timers, then
+bookmarks, as everywhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Insert, select
@@ -71,18 +73,19 @@ async def write_checkpoint_rows(
     if cp.log:
         log = (rows.log_params(e, instance_id, first_seq + n) for n, e in enumerate(cp.log))
         await insert_many(conn, sql.insert_log, log, {})
-    woken: set[str] = set()
+    woken: frozenset[str] = frozenset()
     if cp.resume_bookmarks:
-        woken = await consume(
+        consumed = await consume(
             conn, sql, [(r.bookmark_id, r.payload) for r in cp.resume_bookmarks], clock, locks_rows=locks_rows
         )
+        woken = consumed.woken
     if status is InstanceStatus.SUSPENDED:
         if instance_id in woken:
             return InstanceStatus.RUNNING
         # A consumed bookmark means work to do: an event that arrived while we ran,
-        # or a bookmark created consumed. Run as its own statement, after the
-        # writes above and (on PostgreSQL) after any resumer holding our row has
-        # committed, so it sees that resumer's bookmark.
+        # or a bookmark created consumed (unless a manual bookmark holds the instance).
+        # Run as its own statement, after the writes above and (on PostgreSQL) after
+        # any resumer holding our row has committed, so it sees that resumer's bookmark.
         if (await conn.execute(sql.wake_if_consumed, {"p_id": instance_id})).first() is not None:
             return InstanceStatus.RUNNING
     return status
@@ -96,6 +99,19 @@ async def insert_many(
     await conn.execute(stmt, batch[0] if len(batch) == 1 else batch)
 
 
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    """What :func:`consume` did: whose bookmarks it consumed, which instances it woke."""
+
+    owners: frozenset[str] = frozenset()
+    #: ``suspended`` -> ``running``: not those already runnable, finished or manually held.
+    woken: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        """Whether anything was consumed."""
+        return bool(self.owners)
+
+
 async def consume(
     conn: AsyncConnection,
     sql: Statements,
@@ -103,12 +119,13 @@ async def consume(
     clock: dict[str, Any],
     *,
     locks_rows: bool,
-) -> set[str]:
+) -> Consumed:
     """Consume the not-yet-consumed bookmarks among ``items``; make their instances runnable.
 
-    Returns the ids of the instances whose bookmarks were consumed. Exactly once:
-    the bookmark rows are locked (on SQLite, writers are serialised) before the
-    ``is_consumed = false`` check that decides. At most four statements, whatever the count.
+    Exactly once: the bookmark rows are locked (on SQLite, writers are serialised)
+    before the ``is_consumed = false`` check that decides. A manually suspended
+    instance (an unconsumed ``manual`` bookmark) stays suspended. At most four
+    statements, whatever the count.
     """
     ids = sorted({bookmark_id for bookmark_id, _ in items})
     if locks_rows:
@@ -116,21 +133,24 @@ async def consume(
         await conn.execute(sql.lock_bookmark_instances, {"p_ids": ids})
     free = {r.id: r.instance_id for r in await conn.execute(sql.lock_unconsumed_bookmarks, {"p_ids": ids})}
     if not free:
-        return set()
+        return Consumed()
     batch: dict[str, dict[str, Any]] = {}
     for bookmark_id, payload in items:
         if bookmark_id in free and bookmark_id not in batch:  # the first payload wins
             batch[bookmark_id] = {"p_id": bookmark_id, "p_payload": payload} | clock
     updates = list(batch.values())
     await conn.execute(sql.consume_bookmark, updates[0] if len(updates) == 1 else updates)
-    owners = set(free.values())
-    await conn.execute(sql.make_runnable, {"p_ids": sorted(owners)} | clock)
-    return owners
+    owners = frozenset(free.values())
+    woken = await conn.execute(sql.make_runnable, {"p_ids": sorted(owners)} | clock)
+    return Consumed(owners, frozenset(woken.scalars()))
 
 
-def only_log(cp: Checkpoint) -> bool:
-    """True when a checkpoint changes nothing but the instance row and its log."""
-    return InstanceStatus(cp.status) is not InstanceStatus.SUSPENDED and not (
+def only_log(cp: Checkpoint, status: InstanceStatus) -> bool:
+    """True when a checkpoint writes nothing but the instance row (left in ``status``) and log rows.
+
+    A ``suspended`` instance is excluded: it needs the wake-up check after its write.
+    """
+    return InstanceStatus(status) is not InstanceStatus.SUSPENDED and not (
         cp.new_instances
         or cp.new_bookmarks
         or cp.applied_bookmarks

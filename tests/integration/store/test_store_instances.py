@@ -81,6 +81,17 @@ async def test_duplicate_id_or_idempotency_key_is_a_conflict(store: Store, make)
         await store.create_instance(make.instance(idempotency_key="key-1"))
 
 
+async def test_duplicate_create_with_log_rows_writes_no_log(store: Store, make) -> None:
+    # A log-only first checkpoint is one statement on PostgreSQL: it must fail whole.
+    first = await store.create_instance(make.instance())
+    again = make.instance(id=first.id)
+    with pytest.raises(ConcurrencyConflict):
+        await store.create_instance(
+            again, make.checkpoint(make.instance(id=first.id, lease_owner="x"), log=make.log(first.id, "/a"))
+        )
+    assert await store.get_log(first.id) == []
+
+
 async def test_find_by_idempotency_key(store: Store, make) -> None:
     created = await store.create_instance(make.instance(idempotency_key="key-1", request_hash="abc"))
     await store.create_instance(make.instance())
