@@ -17,19 +17,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from flowkeeper.activities import Activities, ActivityOptions, FunctionRegistry
 from flowkeeper.engine import Interpreter, Program
 from flowkeeper.engine.effects import EffectResult, FunctionCall
-from flowkeeper.records import Checkpoint, InstanceRecord
+from flowkeeper.records import InstanceRecord
 from flowkeeper.runtime import CheckpointInput, Engine, Interceptor
 from flowkeeper.runtime.ids import new_instance_id
 from flowkeeper.store import Store, create_store
@@ -192,7 +190,8 @@ async def main() -> None:
     if args.only in (None, "memory"):
         figures = in_memory(args.count * 5)
         print(
-            f"{'memory':<10} {'interpreter':<14} n={args.count * 5:<6} {figures['instances_per_s']:8.1f} inst/s  "
+            f"{'memory':<10} {'interpreter':<14} n={args.count * 5:<6} "
+            f"{figures['instances_per_s']:8.1f} inst/s  "
             f"{figures['us_per_instance']:.1f} us/instance",
             flush=True,
         )

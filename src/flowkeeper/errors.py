@@ -11,7 +11,7 @@
     ├── InstanceConflict                instance.conflict        (same id / idempotency key, other request)
     ├── InvalidTransition               instance.invalid_transition
     ├── InputValidationError            input.invalid
-    ├── InvalidEvent                    event.invalid            (a CloudEvent without its required attributes)
+    ├── InvalidEvent                    event.invalid            (a CloudEvent missing attributes)
     ├── StoreError                      store.error              (driver errors wrapped, cause kept)
     │   ├── StoreUnavailable            store.unavailable
     │   ├── ConcurrencyConflict         store.conflict           (stale writer, version mismatch)

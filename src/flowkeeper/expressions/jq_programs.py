@@ -88,6 +88,9 @@ def _error(text: str, reason: str) -> WorkflowError:
     return standard_error("expression", f"cannot evaluate `{shown}`: {reason}")
 
 
+_JQ_TYPE = {"str": "string", "int": "number", "float": "number", "bool": "boolean"}
+
+
 class _Path:
     """A plain path (``.a.b``) evaluated in Python: the most common expression by far,
     and not worth a round trip through jq. Same semantics: null propagates, indexing
@@ -106,7 +109,9 @@ class _Path:
                 return None
             if not isinstance(node, dict):
                 kind = "array" if isinstance(node, list) else type(node).__name__
-                kind = {"str": "string", "int": "number", "float": "number", "bool": "boolean"}.get(kind, kind)
+                kind = {"str": "string", "int": "number", "float": "number", "bool": "boolean"}.get(
+                    kind, kind
+                )
                 raise _error(self.text, f'Cannot index {kind} with "{key}"')
             node = node.get(key)
         return node

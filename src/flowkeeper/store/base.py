@@ -9,46 +9,41 @@ every driver error leaves as a :class:`~flowkeeper.errors.StoreError`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from typing import Any
 
-from sqlalchemy import ColumnElement, Executable, Row, false, func, literal, select, true, tuple_
+from sqlalchemy import ColumnElement, false, func, literal, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import ReturningInsert
 
 from flowkeeper.errors import (
     ConcurrencyConflict,
     DefinitionConflict,
     DefinitionNotFound,
     InstanceNotFound,
-    InvalidTransition,
     StoreError,
-    standard_error,
 )
 from flowkeeper.records import (
     JSON,
-    RUNNABLE_STATUSES,
     BookmarkKind,
     BookmarkRecord,
     Checkpoint,
     DefinitionRecord,
-    EventRecord,
     InstanceRecord,
     InstanceStatus,
     LogEntry,
-    LogEvent,
     OutboxRecord,
     OutboxStatus,
     TimerRecord,
 )
 from flowkeeper.store import rows, schema, writes
-from flowkeeper.store.connector import Connector, FusedWrite
+from flowkeeper.store.connector import FusedWrite
+from flowkeeper.store.control import InstanceControl
+from flowkeeper.store.event_queries import EventQueries
 from flowkeeper.store.failures import is_unique_violation
 from flowkeeper.store.port import InstancePage, SchemaStatus
-from flowkeeper.store.statements import Statements, param
+from flowkeeper.store.statements import Statements
 from flowkeeper.store.tables import (
     UTCDateTime,
     workflow_bookmark,
@@ -72,22 +67,12 @@ _d, _i, _b, _t, _l, _o, _e = (
 )
 
 
-class SqlStore(Connector):
+class SqlStore(InstanceControl, EventQueries):
     """A :class:`~flowkeeper.store.port.Store` over an async SQLAlchemy engine."""
 
     def __init__(self, url: DatabaseUrl, **options: Any) -> None:
         super().__init__(url, **options)
         self._sql = Statements(self._now_sql(), self._lease_until_sql())
-
-    # -- dialect hooks of the SQL store (the defaults work everywhere) -------------------------
-
-    def _fused_delivery_sql(self) -> Executable | None:
-        """One statement doing all of ``deliver_event`` once the instance row is locked
-        (``Statements.insert_delivery``'s checks, consuming the bookmark, counting the
-        delivery, waking the instance), binding ``p_bookmark_id``, ``p_event_key`` and
-        ``p_payload`` and returning a row when it delivered; None when the dialect
-        cannot (four statements do it then)."""
-        return None
 
     async def migrate(self) -> None:
         """Upgrade the schema to the newest migration."""
@@ -442,255 +427,6 @@ class SqlStore(Connector):
         async with self._reading("list_timers") as conn:
             return [rows.timer(r) for r in await conn.execute(query)]
 
-    # -- instance control ----------------------------------------------------------------------
-
-    async def cancel_instance(self, instance_id: str, *, reason: str | None = None) -> InstanceRecord:
-        """Cancel an instance and its unfinished descendants in one transaction."""
-        clock = self._clock()
-
-        async def cancel(conn: AsyncConnection) -> InstanceRecord:
-            tree = await self._lock_tree(conn, instance_id)
-            root = tree.get(instance_id)
-            if root is None:
-                raise InstanceNotFound(f"instance {instance_id} not found")
-            if root.status.is_terminal:
-                raise InvalidTransition(f"instance {instance_id} is already {root.status.value}")
-            doomed = {"p_ids": sorted(i.id for i in tree.values() if not i.status.is_terminal)}
-            updated = await conn.execute(self._sql.cancel_instances, doomed | clock)
-            cancelled = {
-                r.id: r
-                for r in await self._log_control(conn, updated, LogEvent.CANCELLED, {"reason": reason}, clock)
-            }
-            # A parent waiting for a cancelled child (and not cancelled with it) gets
-            # the child's end as an error it can catch. Its row is locked after the
-            # children's and before any bookmark row, as everywhere.
-            ends = [
-                (child.parent_bookmark_id, {"error": _cancelled_error(child.id, reason)})
-                for child in cancelled.values()
-                if child.parent_bookmark_id and child.parent_id not in cancelled
-            ]
-            if ends:
-                await writes.consume(conn, self._sql, ends, clock, locks_rows=self.locks_rows)
-            await conn.execute(self._sql.delete_instances_timers, doomed)
-            await conn.execute(self._sql.delete_instances_bookmarks, doomed)
-            return cancelled[instance_id]
-
-        return await self._write("cancel_instance", cancel)
-
-    async def suspend_instance(self, instance_id: str) -> InstanceRecord:
-        """Hold an instance with a ``manual`` bookmark, fencing off whoever runs it."""
-        clock = self._clock()
-        manual_id = _manual_bookmark_id(instance_id)
-
-        async def suspend(conn: AsyncConnection) -> InstanceRecord:
-            current = await self._lock_instance(conn, instance_id)
-            if current.status.is_terminal:
-                raise InvalidTransition(f"instance {instance_id} is already {current.status.value}")
-            held = (await conn.execute(self._sql.manual_bookmark, {"p_id": manual_id})).first()
-            if held is not None:
-                if not held.is_consumed:
-                    raise InvalidTransition(f"instance {instance_id} is already suspended manually")
-                # Resumed through its bookmark but not applied yet: the new hold replaces it.
-                await conn.execute(self._sql.delete_bookmark, {"p_id": manual_id})
-            updated = await conn.execute(self._sql.suspend_instance, {"p_ids": [instance_id]} | clock)
-            [suspended] = await self._log_control(conn, updated, LogEvent.SUSPENDED, None, clock)
-            hold = BookmarkRecord(
-                id=manual_id,
-                instance_id=instance_id,
-                activity_id="/",
-                kind=BookmarkKind.MANUAL,
-                # What resume_instance goes back to.
-                filter={"previousStatus": current.status.value},
-            )
-            await conn.execute(self._sql.insert_bookmark, rows.bookmark_params(hold) | clock)
-            return suspended
-
-        return await self._write("suspend_instance", suspend)
-
-    async def resume_instance(self, instance_id: str) -> InstanceRecord:
-        """Release a manual suspension: running if there is work, else waiting as before."""
-        clock = self._clock()
-        release = {"p_id": _manual_bookmark_id(instance_id), "p_instance_id": instance_id}
-
-        async def resume(conn: AsyncConnection) -> InstanceRecord:
-            await self._lock_instance(conn, instance_id)
-            released = (await conn.execute(self._sql.release_manual, release)).first()
-            if released is None:
-                raise InvalidTransition(f"instance {instance_id} is not suspended manually")
-            previous = (released.filter or {}).get("previousStatus")
-            params = {"p_ids": [instance_id], "p_was_runnable": previous in _RUNNABLE}
-            updated = await conn.execute(self._sql.resume_instance, params | clock)
-            [resumed] = await self._log_control(conn, updated, LogEvent.RESUMED, None, clock)
-            return resumed
-
-        return await self._write("resume_instance", resume)
-
-    async def retry_instance(self, instance_id: str, state: dict[str, JSON] | None) -> InstanceRecord:
-        """Make a failed instance runnable again from ``state``."""
-        clock = self._clock()
-
-        async def retry(conn: AsyncConnection) -> InstanceRecord:
-            current = await self._lock_instance(conn, instance_id)
-            if current.status is not InstanceStatus.FAILED:
-                raise InvalidTransition(
-                    f"instance {instance_id} is {current.status.value}; only a failed instance can be retried"
-                )
-            params = {"p_ids": [instance_id], "p_state": state}
-            updated = await conn.execute(self._sql.retry_instance, params | clock)
-            [retried] = await self._log_control(conn, updated, LogEvent.RETRIED, None, clock)
-            return retried
-
-        return await self._write("retry_instance", retry)
-
-    async def count_instances(self) -> dict[InstanceStatus, int]:
-        """Instances per status (every status present, zero included)."""
-        counts = dict.fromkeys(InstanceStatus, 0)
-        query = select(_i.status, func.count()).group_by(_i.status)
-        async with self._reading("count_instances") as conn:
-            for status, count in await conn.execute(query):
-                counts[InstanceStatus(status)] = count
-        return counts
-
-    async def _lock_instance(self, conn: AsyncConnection, instance_id: str) -> InstanceRecord:
-        row = (await conn.execute(self._sql.lock_instance, {"p_id": instance_id})).first()
-        if row is None:
-            raise InstanceNotFound(f"instance {instance_id} not found")
-        return rows.instance(row)
-
-    async def _lock_tree(self, conn: AsyncConnection, instance_id: str) -> dict[str, InstanceRecord]:
-        """Lock an instance and its descendants; their current rows by id (empty: not found)."""
-        locked: dict[str, InstanceRecord] = {}
-        while True:
-            result = await conn.execute(self._sql.lock_tree, {"p_id": instance_id})
-            found = {r.id: r for r in map(rows.instance, result)}
-            new = found.keys() - locked.keys()
-            locked.update(found)
-            # On PostgreSQL, a child inserted by a checkpoint that committed while we
-            # waited for its parent's lock is not in that statement's snapshot: look
-            # again until nothing new appears (no child appears under a locked parent).
-            # SQLite's single writer sees everything the first time.
-            if not new or not self.locks_rows:
-                return locked
-
-    async def _log_control(
-        self,
-        conn: AsyncConnection,
-        updated: Iterable[Row[Any]],
-        event: LogEvent,
-        detail: dict[str, JSON] | None,
-        clock: dict[str, Any],
-    ) -> list[InstanceRecord]:
-        """An instance-level log row for each updated instance row (numbered by its
-        ``log_seq``); the rows as records."""
-        written = list(updated)
-        entries = [
-            {
-                "p_instance_id": row.id,
-                "p_seq": row.log_seq,
-                "p_name": row.name,
-                "p_event": event.value,
-                "p_detail": detail,
-            }
-            for row in written
-        ]
-        if entries:
-            await writes.insert_many(conn, self._sql.insert_control_log, entries, clock)
-        return [rows.instance(r) for r in written]
-
-    # -- events --------------------------------------------------------------------------------
-
-    @cached_property
-    def _record_event_sql(self) -> ReturningInsert[Any]:
-        return (
-            self._insert_or_ignore(workflow_event)
-            .values(
-                key=param(_e.key),
-                id=param(_e.id),
-                source=param(_e.source),
-                type=param(_e.type),
-                event=param(_e.event),
-                received_on=self._sql.now,
-                matched=param(_e.matched),
-            )
-            .returning(*workflow_event.c)
-        )
-
-    async def record_event(self, event: EventRecord) -> EventRecord | None:
-        """Keep an event; None when its key is kept already (a duplicate)."""
-        params = rows.event_params(event) | self._clock()
-
-        async def record(conn: AsyncConnection) -> EventRecord | None:
-            row = (await conn.execute(self._record_event_sql, params)).first()
-            return None if row is None else rows.event(row)
-
-        return await self._write("record_event", record, autocommit=True)
-
-    async def recent_events(self, since: datetime, event_type: str | None = None) -> list[EventRecord]:
-        """Kept events received at or after ``since``, oldest first."""
-        query = select(workflow_event).where(_e.received_on >= since)
-        if event_type is not None:
-            query = query.where(_e.type == event_type)
-        async with self._reading("recent_events") as conn:
-            return [rows.event(r) for r in await conn.execute(query.order_by(_e.received_on, _e.key))]
-
-    async def list_events(
-        self, *, limit: int = 100, cursor: str | None = None
-    ) -> tuple[list[EventRecord], str | None]:
-        """Kept events newest first; the cursor is the last row's (received_on, key)."""
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        query = select(workflow_event)
-        if cursor is not None:
-            last_received, last_key = rows.decode_cursor(cursor)
-            query = query.where(tuple_(_e.received_on, _e.key) < tuple_(_bind_ts(last_received), last_key))
-        query = query.order_by(_e.received_on.desc(), _e.key.desc()).limit(limit + 1)
-        async with self._reading("list_events") as conn:
-            items = [rows.event(r) for r in await conn.execute(query)]
-        if len(items) <= limit:
-            return items, None
-        items = items[:limit]
-        last = items[-1]
-        assert last.received_on is not None
-        return items, rows.encode_cursor(last.received_on, last.key)
-
-    async def deliver_event(self, bookmark_id: str, event_key: str, payload: JSON) -> bool:
-        """Consume a bookmark for a kept event: once per bookmark, once per instance and event."""
-        clock = self._clock()
-        keys = {"p_bookmark_id": bookmark_id, "p_event_key": event_key}
-        fused = self._fused_delivery_sql()
-
-        async def deliver(conn: AsyncConnection) -> bool:
-            if self.locks_rows:
-                # The bookmark's instance row first (the order every writer locks in):
-                # whoever else consumes this instance's bookmarks, delivers to it,
-                # suspends or cancels it waits here, so what follows decides alone.
-                locked = await conn.execute(self._sql.lock_bookmark_instances, {"p_ids": [bookmark_id]})
-                if locked.first() is None:
-                    return False  # consumed or gone
-            if fused is not None:
-                return (await conn.execute(fused, keys | {"p_payload": payload} | clock)).first() is not None
-            delivered = (await conn.execute(self._sql.insert_delivery, keys | clock)).first()
-            if delivered is None:
-                return False
-            consume = {"p_id": bookmark_id, "p_payload": payload}
-            await conn.execute(self._sql.consume_bookmark, consume | clock)
-            await conn.execute(self._sql.count_delivery, {"p_event_key": event_key})
-            await conn.execute(self._sql.make_runnable, {"p_ids": [delivered.instance_id]} | clock)
-            return True
-
-        return await self._write("deliver_event", deliver)
-
-    async def delete_events(self, received_before: datetime, limit: int = 1000) -> int:
-        """Drop the oldest kept events received before a time (their deliveries go with them)."""
-        if limit < 1:
-            return 0
-        params = {"p_before": received_before, "p_limit": limit}
-
-        async def delete(conn: AsyncConnection) -> int:
-            return int((await conn.execute(self._sql.delete_events, params)).rowcount)
-
-        return await self._write("delete_events", delete, autocommit=True)
-
     # -- execution log and outbox ----------------------------------------------------------------
 
     async def get_log(self, instance_id: str) -> list[LogEntry]:
@@ -711,16 +447,3 @@ class SqlStore(Connector):
 
 def _bind_ts(value: datetime) -> ColumnElement[Any]:
     return literal(value, UTCDateTime())
-
-
-_RUNNABLE = frozenset(status.value for status in RUNNABLE_STATUSES)
-
-
-def _manual_bookmark_id(instance_id: str) -> str:
-    return f"{instance_id}.manual"
-
-
-def _cancelled_error(instance_id: str, reason: str | None) -> dict[str, JSON]:
-    """What a waiting parent receives when its child is cancelled (a DSL runtime error)."""
-    detail = f"child instance {instance_id} was cancelled" + (f": {reason}" if reason else "")
-    return standard_error("runtime", detail, title="Cancelled").to_dict()

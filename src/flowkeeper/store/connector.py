@@ -8,6 +8,7 @@ is the half that knows what to say. Every database error leaves a connector as a
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -33,7 +34,7 @@ WriteBody = Callable[[AsyncConnection], Coroutine[Any, Any, _T]]
 _PASSTHROUGH = (FlowkeeperError, ValueError, TypeError)
 
 
-class Connector:
+class Connector(abc.ABC):
     """Engines and transactions for one database URL; subclasses supply the dialect hooks."""
 
     #: Whether open() makes ``min_pool_size`` connections up front (not for SQLite's
@@ -71,29 +72,35 @@ class Connector:
 
     # -- dialect hooks -------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def _create_engines(self) -> tuple[AsyncEngine, AsyncEngine, AsyncEngine]:
         """(transactional writer, autocommit writer, reader) engines; they may share a pool."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _now_sql(self) -> ColumnElement[Any]:
         """The clock as SQL (``now()`` or a bound ``p_now``)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _lease_until_sql(self) -> ColumnElement[Any]:
         """The clock plus a lease as SQL (binds ``p_lease`` or ``p_lease_until``)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _clock(self, lease: timedelta | None = None) -> dict[str, Any]:
         """Bind values the clock expressions need for one statement."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def _read_clock(self, conn: AsyncConnection) -> datetime:
         """The database clock, read through ``conn``."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _insert_or_ignore(self, table: Table) -> Insert:
         """``INSERT ... ON CONFLICT DO NOTHING`` for ``table``."""
-        raise NotImplementedError
+        ...
 
     def _fused_log_sql(self, write: FusedWrite) -> Executable | None:
         """One statement doing ``write`` (the instance INSERT or the guarded checkpoint

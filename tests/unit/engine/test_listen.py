@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from flowkeeper.engine import COMPLETED, WAITING
 from flowkeeper.engine.effects import CreateBookmark
 from flowkeeper.engine.events import match

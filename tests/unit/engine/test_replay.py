@@ -12,8 +12,6 @@ import copy
 import json
 from typing import Any
 
-import pytest
-
 from flowkeeper.engine import Interpreter, Step
 from flowkeeper.engine.effects import CreateBookmark, EffectResult, Emit, FunctionCall, HttpCall, StartTimer
 from tests.unit.engine.harness import FakeClock, Run, one, program
