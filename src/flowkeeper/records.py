@@ -149,6 +149,11 @@ class BookmarkRecord:
     kind: BookmarkKind
     filter: dict[str, JSON] | None = None
     event_type: str | None = None
+    #: For an event bookmark whose one filter correlates on known values: the
+    #: ``from`` expressions and the expected values (canonical JSON objects keyed by
+    #: correlation name), so that an event is matched by index, not by a scan.
+    correlation_from: str | None = None
+    correlation_value: str | None = None
     is_consumed: bool = False
     payload: JSON = None
     created_on: datetime | None = None

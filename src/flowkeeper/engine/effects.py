@@ -119,6 +119,8 @@ class CreateBookmark(Effect):
 
     filter: dict[str, JSON]
     event_type: str | None = None
+    correlation_from: str | None = None
+    correlation_value: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

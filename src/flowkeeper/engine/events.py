@@ -13,6 +13,7 @@ which filter consumed an event.
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from typing import Any
@@ -103,3 +104,31 @@ def single_type(bookmark_filter: dict[str, JSON]) -> str | None:
     if isinstance(only, str) and re.fullmatch(r"[A-Za-z0-9._:/\-]+", only):
         return only
     return None
+
+
+def _canonical(value: JSON) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def correlation_keys(bookmark_filter: dict[str, JSON]) -> tuple[str, str] | None:
+    """(from expressions, expected values) of a bookmark with ONE filter whose every
+    correlation has a known expectation, as canonical JSON objects; None otherwise
+    (such bookmarks are matched by scanning)."""
+    specs = bookmark_filter.get("filters") or []
+    if len(specs) != 1 or bookmark_filter.get("until") or bookmark_filter.get("all"):
+        return None
+    correlate = specs[0].get("correlate") or {}
+    if not correlate or any(c.get("expect") is None for c in correlate.values()):
+        return None
+    froms = {key: c["from"] for key, c in correlate.items()}
+    expects = {key: c["expect"] for key, c in correlate.items()}
+    return _canonical(froms), _canonical(expects)
+
+
+def event_correlation(correlation_from: str, event: dict[str, JSON]) -> str | None:
+    """The expected-values key an event would satisfy for these ``from`` expressions."""
+    try:
+        froms = json.loads(correlation_from)
+        return _canonical({key: evaluate(expr, event) for key, expr in froms.items()})
+    except (ValueError, TypeError, WorkflowError):
+        return None

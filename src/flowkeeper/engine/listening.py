@@ -18,7 +18,13 @@ from typing import Any
 
 from flowkeeper.engine.context import BLOCKED, Done, Fault, Frame, Outcome, StepContext, fault_of
 from flowkeeper.engine.effects import CreateBookmark
-from flowkeeper.engine.events import correlation_values, filter_matches, match, single_type
+from flowkeeper.engine.events import (
+    correlation_keys,
+    correlation_values,
+    filter_matches,
+    match,
+    single_type,
+)
 from flowkeeper.engine.flow import new_list, run_list, task_descriptor, transform
 from flowkeeper.errors import WorkflowError
 from flowkeeper.expressions import evaluate, evaluate_condition, is_expression
@@ -68,7 +74,17 @@ def _open(
             _, until_filters, _ = _strategy({"listen": {"to": until}})
             spec["until"] = [_prepare_filter(f, frame["in"], variables, state["exp"]) for f in until_filters]
     wid = ctx.next_id()
-    ctx.issue(CreateBookmark(wid, frame["ref"], filter=spec, event_type=single_type(spec)))
+    keys = correlation_keys(spec)
+    ctx.issue(
+        CreateBookmark(
+            wid,
+            frame["ref"],
+            filter=spec,
+            event_type=single_type(spec),
+            correlation_from=keys[0] if keys else None,
+            correlation_value=keys[1] if keys else None,
+        )
+    )
     state["w"].append({"wid": wid, "wk": "bookmark", "fi": indexes})
 
 

@@ -63,6 +63,8 @@ class PendingChanges:
                 BookmarkKind.EVENT,
                 filter=effect.filter,
                 event_type=effect.event_type,
+                correlation_from=effect.correlation_from,
+                correlation_value=effect.correlation_value,
             )
         elif isinstance(effect, StartTimer):
             self.bookmarks[effect.id] = BookmarkRecord(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from flowkeeper.engine.events import match
+from flowkeeper.engine.events import event_correlation, match
 from flowkeeper.errors import InvalidEvent
 from flowkeeper.records import BookmarkKind, BookmarkRecord, EventRecord
 
@@ -63,6 +63,18 @@ def matching(candidates: Iterable[BookmarkRecord], event: dict[str, JSON]) -> li
     return chosen
 
 
+async def candidates(engine: Engine, event: dict[str, JSON]) -> list[BookmarkRecord]:
+    """The bookmarks that may match an event: found by correlation index, not by a scan
+    of every bookmark waiting for its type."""
+    event_type = str(event.get("type", ""))
+    pairs: list[tuple[str, str]] = []
+    for spec in await engine.store.correlation_specs(event_type):
+        value = event_correlation(spec, event)
+        if value is not None:
+            pairs.append((spec, value))
+    return await engine.store.find_event_bookmarks(event_type, pairs)
+
+
 async def publish(engine: Engine, event: dict[str, JSON]) -> PublishResult:
     """Keep an incoming event and resume every bookmark it matches, exactly once."""
     check_event(event)
@@ -73,7 +85,7 @@ async def publish(engine: Engine, event: dict[str, JSON]) -> PublishResult:
     if stored is None:
         return PublishResult(key, 0, duplicate=True)
     resumed: list[str] = []
-    for bookmark in matching(await engine.store.find_event_bookmarks(event["type"]), event):
+    for bookmark in matching(await candidates(engine, event), event):
         if await engine.store.deliver_event(bookmark.id, key, event):
             resumed.append(bookmark.instance_id)
     if resumed:

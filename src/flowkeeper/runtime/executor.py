@@ -37,6 +37,7 @@ from flowkeeper.engine.events import match
 from flowkeeper.errors import ConcurrencyConflict, DefinitionNotFound, WorkflowError, standard_error
 from flowkeeper.records import BookmarkKind, BookmarkResume, Checkpoint, InstanceRecord, InstanceStatus
 from flowkeeper.runtime.changes import PendingChanges
+from flowkeeper.runtime.events import candidates as event_candidates
 from flowkeeper.runtime.events import deliver_retained
 from flowkeeper.runtime.hooks import ActivityInput, CheckpointInput
 
@@ -308,7 +309,7 @@ class InstanceRun:
                 for b in self.changes.bookmarks.values()
                 if b.kind == BookmarkKind.EVENT and not b.is_consumed
             ]
-            candidates += await self.engine.store.find_event_bookmarks(str(event.get("type", "")))
+            candidates += await event_candidates(self.engine, event)
             served: set[str] = set()  # one bookmark per instance per event
             for bookmark in candidates:
                 if bookmark.id in taken or bookmark.instance_id in served or bookmark.filter is None:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, literal, select, true, tuple_
+from sqlalchemy import ColumnElement, false, func, literal, or_, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowkeeper.errors import (
@@ -361,19 +361,42 @@ class SqlStore(InstanceControl, EventQueries):
         async with self._reading("list_bookmarks") as conn:
             return [rows.bookmark(r) for r in await conn.execute(query.order_by(_b.created_on, _b.id))]
 
-    async def find_event_bookmarks(self, event_type: str) -> list[BookmarkRecord]:
-        """Unconsumed event bookmarks for ``event_type`` or for any type (NULL)."""
-        query = (
-            select(workflow_bookmark)
-            .where(
-                _b.kind == BookmarkKind.EVENT.value,
-                _b.is_consumed == false(),
-                (_b.event_type == event_type) | _b.event_type.is_(None),
-            )
-            .order_by(_b.created_on, _b.id)
+    async def find_event_bookmarks(
+        self, event_type: str, correlations: Sequence[tuple[str, str]] | None = None
+    ) -> list[BookmarkRecord]:
+        """Unconsumed event bookmarks for ``event_type`` or for any type (NULL).
+
+        With ``correlations`` ((correlation_from, correlation_value) pairs), bookmarks
+        that carry a correlation are returned only when theirs is one of the pairs.
+        """
+        query = select(workflow_bookmark).where(
+            _b.kind == BookmarkKind.EVENT.value,
+            _b.is_consumed == false(),
+            (_b.event_type == event_type) | _b.event_type.is_(None),
         )
+        if correlations is not None:
+            uncorrelated = _b.correlation_from.is_(None)
+            if correlations:
+                pairs = [(_b.correlation_from == f) & (_b.correlation_value == v) for f, v in correlations]
+                query = query.where(or_(uncorrelated, *pairs))
+            else:
+                query = query.where(uncorrelated)
         async with self._reading("find_event_bookmarks") as conn:
-            return [rows.bookmark(r) for r in await conn.execute(query)]
+            return [rows.bookmark(r) for r in await conn.execute(query.order_by(_b.created_on, _b.id))]
+
+    async def correlation_specs(self, event_type: str) -> list[str]:
+        """The distinct ``correlation_from`` of unconsumed event bookmarks of ``event_type``."""
+        query = (
+            select(_b.correlation_from)
+            .where(
+                _b.is_consumed == false(),
+                _b.event_type == event_type,
+                _b.correlation_from.is_not(None),
+            )
+            .distinct()
+        )
+        async with self._reading("correlation_specs") as conn:
+            return [str(r[0]) for r in await conn.execute(query)]
 
     async def resume_bookmark(self, bookmark_id: str, payload: JSON) -> bool:
         """Consume one bookmark exactly once; False when it was consumed already or is gone."""

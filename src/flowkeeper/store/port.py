@@ -154,8 +154,16 @@ class Store(Protocol):
     async def list_bookmarks(self, instance_id: str, *, consumed: bool | None = None) -> list[BookmarkRecord]:
         """An instance's bookmarks, oldest first; ``consumed`` filters on ``is_consumed``."""
 
-    async def find_event_bookmarks(self, event_type: str) -> list[BookmarkRecord]:
-        """Unconsumed ``event`` bookmarks whose ``event_type`` equals ``event_type`` or is NULL."""
+    async def find_event_bookmarks(
+        self, event_type: str, correlations: Sequence[tuple[str, str]] | None = None
+    ) -> list[BookmarkRecord]:
+        """Unconsumed ``event`` bookmarks whose ``event_type`` equals ``event_type`` or is NULL,
+        oldest first. With ``correlations`` ((``correlation_from``, ``correlation_value``)
+        pairs), a bookmark that carries a correlation is returned only when its pair is
+        one of them (bookmarks without one always are)."""
+
+    async def correlation_specs(self, event_type: str) -> list[str]:
+        """The distinct ``correlation_from`` values of unconsumed event bookmarks of a type."""
 
     async def resume_bookmark(self, bookmark_id: str, payload: JSON) -> bool:
         """Consume a bookmark exactly once and make its instance runnable.

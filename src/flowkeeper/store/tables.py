@@ -141,6 +141,9 @@ workflow_bookmark = Table(
     Column("payload", json_type()),
     Column("created_on", UTCDateTime, nullable=False),
     Column("consumed_on", UTCDateTime),
+    # Added by 0003 (columns keep the order in which migrations add them).
+    Column("correlation_from", Text),
+    Column("correlation_value", Text),
 )
 
 workflow_timer = Table(
@@ -271,6 +274,15 @@ Index("ix_workflow_bookmark_instance_id", _b.instance_id)
 Index(
     "ix_workflow_bookmark_event_type",
     _b.event_type,
+    postgresql_where=_b.is_consumed == false(),
+    sqlite_where=_b.is_consumed == false(),
+)
+# An event finds the bookmarks waiting for its correlation values by index.
+Index(
+    "ix_workflow_bookmark_correlation",
+    _b.event_type,
+    _b.correlation_from,
+    _b.correlation_value,
     postgresql_where=_b.is_consumed == false(),
     sqlite_where=_b.is_consumed == false(),
 )
