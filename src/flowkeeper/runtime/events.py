@@ -8,6 +8,7 @@ a ``listen`` that starts waiting just after its event arrived (the race between
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -79,13 +80,17 @@ async def publish(engine: Engine, event: dict[str, JSON]) -> PublishResult:
     """Keep an incoming event and resume every bookmark it matches, exactly once."""
     check_event(event)
     key = event_key(event)
-    stored = await engine.store.record_event(
-        EventRecord(key=key, id=event["id"], source=event["source"], type=event["type"], event=event)
+    # Keeping the event and looking up its bookmarks are independent: overlap them.
+    stored, found = await asyncio.gather(
+        engine.store.record_event(
+            EventRecord(key=key, id=event["id"], source=event["source"], type=event["type"], event=event)
+        ),
+        candidates(engine, event),
     )
     if stored is None:
         return PublishResult(key, 0, duplicate=True)
     resumed: list[str] = []
-    for bookmark in matching(await candidates(engine, event), event):
+    for bookmark in matching(found, event):
         if await engine.store.deliver_event(bookmark.id, key, event):
             resumed.append(bookmark.instance_id)
     if resumed:

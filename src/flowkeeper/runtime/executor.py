@@ -180,11 +180,14 @@ class InstanceRun:
         elif state is None:
             state = self.record.state
         assert state is not None
-        for bookmark in await engine.store.list_bookmarks(self.id, consumed=True):
+        consumed, timers = await asyncio.gather(
+            engine.store.list_bookmarks(self.id, consumed=True), engine.store.list_timers(self.id)
+        )
+        for bookmark in consumed:
             self.fed.add(bookmark.id)
             self.results[bookmark.id] = EffectResult(bookmark.id, value=bookmark.payload)
             self.changes.applied.append(bookmark.id)
-        self.due = {t.bookmark_id: t.due_at for t in await engine.store.list_timers(self.id)}
+        self.due = {t.bookmark_id: t.due_at for t in timers}
         results, self.results = self.results, {}
         return state, self._advance(state, results)
 
