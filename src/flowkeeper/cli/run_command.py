@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +91,6 @@ def run_workflow(request: RunRequest) -> int:
 
 
 def _invalid(message: str) -> int:
-    import sys
-
     sys.stderr.write(f"error: {message}\n")
     return EXIT_INVALID
 

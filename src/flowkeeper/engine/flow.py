@@ -157,9 +157,7 @@ def run_task(ctx: StepContext, frame: Frame, scope: Mapping[str, JSON]) -> Outco
     outcome = ctx.dispatch[kind](ctx, frame, body, scope)
     if outcome is BLOCKED:
         return outcome
-    timeout = frame.pop("to", None)
-    if timeout is not None:
-        ctx.issue(CancelWait(f"cancel:{timeout['wid']}", ref, target=timeout["wid"], kind="timer"))
+    cancel_waits(ctx, frame.pop("to", None), ref)  # the task ended: its timeout timer goes
     if isinstance(outcome, Fault):
         outcome.error.setdefault("instance", ref)
         ctx.record(ref, name, kind, "faulted", {"error": outcome.error})

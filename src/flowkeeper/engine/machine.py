@@ -27,7 +27,7 @@ from typing import Any
 from flowkeeper.definitions import validate_data
 from flowkeeper.engine import composite, tasks
 from flowkeeper.engine.context import Done, Fault, LogRecord, Outcome, StepContext, fault_of, iso
-from flowkeeper.engine.effects import OUTSIDE_EFFECTS, CancelWait, Effect, EffectResult, StartTimer
+from flowkeeper.engine.effects import OUTSIDE_EFFECTS, Effect, EffectResult, StartTimer
 from flowkeeper.engine.flow import cancel_waits, resolve_timeout, run_list, transform
 from flowkeeper.engine.program import Program
 from flowkeeper.engine.retrying import prepare_retry
@@ -218,9 +218,7 @@ def _is_outside(effect: Effect) -> bool:
 
 
 def _drop_workflow_timeout(ctx: StepContext) -> None:
-    wait = ctx.state.pop("to", None)
-    if wait is not None:
-        ctx.issue(CancelWait(f"cancel:{wait['wid']}", "/", target=wait["wid"], kind="timer"))
+    cancel_waits(ctx, ctx.state.pop("to", None))
 
 
 _DISPATCH = {**tasks.BODIES, **composite.BODIES}

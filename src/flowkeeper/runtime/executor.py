@@ -33,12 +33,11 @@ from flowkeeper.engine.effects import (
     StartChild,
     StartTimer,
 )
-from flowkeeper.engine.events import match
 from flowkeeper.errors import ConcurrencyConflict, DefinitionNotFound, WorkflowError, standard_error
-from flowkeeper.records import BookmarkKind, BookmarkResume, Checkpoint, InstanceRecord, InstanceStatus
+from flowkeeper.records import BookmarkResume, Checkpoint, InstanceRecord, InstanceStatus
 from flowkeeper.runtime.changes import PendingChanges
 from flowkeeper.runtime.events import candidates as event_candidates
-from flowkeeper.runtime.events import deliver_retained
+from flowkeeper.runtime.events import deliver_retained, matching
 from flowkeeper.runtime.hooks import ActivityInput, CheckpointInput
 
 if TYPE_CHECKING:
@@ -307,20 +306,10 @@ class InstanceRun:
         taken: set[str] = set()
         for emit in self.changes.emitted:
             event = emit.event
-            candidates = [
-                b
-                for b in self.changes.bookmarks.values()
-                if b.kind == BookmarkKind.EVENT and not b.is_consumed
-            ]
-            candidates += await event_candidates(self.engine, event)
-            served: set[str] = set()  # one bookmark per instance per event
-            for bookmark in candidates:
-                if bookmark.id in taken or bookmark.instance_id in served or bookmark.filter is None:
-                    continue
-                if match(bookmark.filter, event) is None:
-                    continue
+            # Bookmarks of this very commit first, then the stored ones; each consumed once.
+            candidates = [*self.changes.bookmarks.values(), *await event_candidates(self.engine, event)]
+            for bookmark in matching((b for b in candidates if b.id not in taken), event):
                 taken.add(bookmark.id)
-                served.add(bookmark.instance_id)
                 if bookmark.id in self.changes.bookmarks:
                     self.changes.bookmarks[bookmark.id] = replace(bookmark, is_consumed=True, payload=event)
                 else:

@@ -55,7 +55,12 @@ class Worker:
         engine = self.engine
         while True:
             engine.work_available.clear()
-            await self.fire_timers()
+            # Read the next due time first: firing is a write transaction, not worth a
+            # pass that finds nothing due.
+            until_due = await self._seconds_until_due()
+            if until_due is not None and until_due <= 0:
+                await self.fire_timers()
+                until_due = await self._seconds_until_due()
             await self.run_pending()
             if await done():
                 return True
@@ -63,15 +68,21 @@ class Worker:
             if deadline is not None and now >= deadline:
                 return False
             wait = self.poll_interval
-            due = await engine.store.next_timer_due()
-            if due is not None:
-                until_due = (due - await engine.store.now()) / timedelta(seconds=1)
+            if until_due is not None:
                 wait = min(wait, max(until_due, 0.0))
             if deadline is not None:
                 wait = min(wait, deadline - now)
             if wait > 0 and not engine.work_available.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(engine.work_available.wait(), wait)
+
+    async def _seconds_until_due(self) -> float | None:
+        """Seconds until the next timer is due (database clock), None when there is none."""
+        store = self.engine.store
+        due = await store.next_timer_due()
+        if due is None:
+            return None
+        return (due - await store.now()) / timedelta(seconds=1)
 
     async def drain(self) -> None:
         """Wait for the runs this worker started."""
