@@ -153,14 +153,115 @@ def _async_url(url: str) -> str:
     raise ValueError(f"unsupported database URL scheme {shown}; use sqlite:///path or postgresql://host/db")
 
 
+class _SinkSettings(_Section):
+    """What every sink has: a unique name, the event types it takes, a delivery timeout."""
+
+    #: Recorded in each outbox row's ``delivered_to`` and used as a metrics label:
+    #: renaming a sink makes rows delivered before look undelivered to it.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    #: CloudEvent types this sink receives (shell-style wildcards, e.g. ``com.example.*``);
+    #: empty: every event.
+    event_types: list[str] = Field(default_factory=list)
+    timeout: PositiveDuration = 10 * _S
+
+
+class WebhookSinkSettings(_SinkSettings):
+    """POST each event (structured CloudEvent JSON) to ``url``; signed when ``secret`` is set.
+
+    Signatures follow Standard Webhooks (``webhook-id``, ``webhook-timestamp``,
+    ``webhook-signature: v1,<base64 HMAC-SHA256>``). A secret written ``whsec_<base64>``
+    is used base64-decoded, as that standard writes secrets; any other text as its UTF-8 bytes.
+    """
+
+    type: Literal["webhook"]
+    url: str
+    secret: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.lower().startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
+            raise ValueError("must be an http:// or https:// URL")
+        return url
+
+
+class RabbitMqSinkSettings(_SinkSettings):
+    """Publish each event to a durable topic ``exchange`` (declared on connect), persistent and confirmed."""
+
+    type: Literal["rabbitmq"]
+    #: ``amqp[s]://user:password@host:port/vhost``; its password is masked wherever shown.
+    url: str
+    exchange: str = Field(default="flowkeeper.events", min_length=1, max_length=255)
+    #: Default: the event's ``type``.
+    routing_key: str | None = Field(default=None, max_length=255)
+
+    @field_validator("url")
+    @classmethod
+    def _amqp_url(cls, url: str) -> str:
+        if not url.lower().startswith(("amqp://", "amqps://")):
+            raise ValueError("must be an amqp:// or amqps:// URL")
+        return url
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with its password masked, for logs and messages."""
+        return mask_url(self.url)
+
+
+SinkSettings = Annotated[WebhookSinkSettings | RabbitMqSinkSettings, Field(discriminator="type")]
+"""One external sink of emitted events, by ``type``: ``webhook`` or ``rabbitmq``."""
+
+
 class OutboxProcessorSettings(_Section):
-    """Delivery of outbox rows (events emitted by workflows)."""
+    """Delivery of outbox rows (events emitted by workflows) to the external ``sinks``.
+
+    A failed delivery is retried after ``min(max_retry_delay, retry_delay_base *
+    retry_delay_multiplier ** (attempts - 1))``; after ``max_retry_attempts`` attempts
+    (at least one) the row is dead, until re-queued. A claimed row that is not settled
+    within ``claim_timeout`` (its processor crashed) is claimed again by any processor.
+    """
 
     batch_size: int = Field(default=50, gt=0)
     processing_interval: PositiveDuration = 10 * _S
     max_retry_attempts: int = Field(default=5, ge=0)
     retry_delay_multiplier: float = Field(default=2.0, ge=1)
     max_retry_delay: PositiveDuration = 30 * _S
+    retry_delay_base: PositiveDuration = _S
+    claim_timeout: PositiveDuration = 60 * _S
+    sinks: list[SinkSettings] = Field(default_factory=list)
+
+    @field_validator("sinks", mode="before")
+    @classmethod
+    def _sink_keys(cls, value: Any) -> Any:
+        # The loader normalises keys (camelCase, PascalCase) down through models only;
+        # the items of this list are models it cannot see through.
+        if not isinstance(value, list):
+            return value
+        return [
+            {_snake(str(k)): v for k, v in item.items()} if isinstance(item, Mapping) else item
+            for item in value
+        ]
+
+    @field_validator("sinks")
+    @classmethod
+    def _unique_names(cls, sinks: list[WebhookSinkSettings | RabbitMqSinkSettings]) -> list[Any]:
+        seen: set[str] = set()
+        for sink in sinks:
+            if sink.name in seen:
+                raise ValueError(f"sink names must be unique: {sink.name!r} is used twice")
+            seen.add(sink.name)
+        return sinks
+
+    @model_validator(mode="after")
+    def _claim_outlasts_deliveries(self) -> OutboxProcessorSettings:
+        # A claim running out while its delivery is still going would hand the row to
+        # another processor: a duplicate for every slow delivery.
+        slowest = max((s.timeout for s in self.sinks), default=None)
+        if slowest is not None and self.claim_timeout <= slowest:
+            raise ValueError(
+                f"claim_timeout ({self.claim_timeout}) must be longer than every sink's timeout ({slowest})"
+            )
+        return self
 
 
 class TimerServiceSettings(_Section):
@@ -175,6 +276,9 @@ class CleanupServiceSettings(_Section):
     """Deletion of old rows."""
 
     processing_interval: PositiveDuration = 2 * 3600 * _S
+    #: Rows deleted per statement (one short transaction each), so a pass never holds
+    #: locks on a large part of a table at once.
+    batch_size: int = Field(default=1000, gt=0)
     completed_workflow_retention: PositiveDuration = 90 * _DAY
     execution_log_retention: PositiveDuration = 365 * _DAY
     outbox_event_retention: PositiveDuration = 7 * _DAY

@@ -12,6 +12,7 @@
     ├── InvalidTransition               instance.invalid_transition
     ├── InputValidationError            input.invalid
     ├── InvalidEvent                    event.invalid            (a CloudEvent missing attributes)
+    ├── OutboxEventNotFound             outbox.not_found
     ├── StoreError                      store.error              (driver errors wrapped, cause kept)
     │   ├── StoreUnavailable            store.unavailable
     │   ├── ConcurrencyConflict         store.conflict           (stale writer, version mismatch)
@@ -112,6 +113,12 @@ class InvalidEvent(FlowkeeperError):
     """A CloudEvent without the attributes every event must have."""
 
     code = "event.invalid"
+
+
+class OutboxEventNotFound(FlowkeeperError):
+    """No outbox row (event emitted by a workflow) has this id."""
+
+    code = "outbox.not_found"
 
 
 class StoreError(FlowkeeperError):

@@ -174,7 +174,14 @@ class TimerRecord:
 
 @dataclass(frozen=True, slots=True)
 class OutboxRecord:
-    """An event to deliver after the transaction that wrote it has committed."""
+    """An event to deliver after the transaction that wrote it has committed.
+
+    ``attempts`` counts delivery passes made (the successful one included);
+    ``next_attempt_at`` is when a ``pending`` row is due, or when the claim of a
+    ``processing`` row runs out (another processor may take it then). ``delivered_to``
+    names the sinks the event has reached already (a retry goes only to the others);
+    ``claimed_by`` is the processor that claimed the row last.
+    """
 
     id: str
     instance_id: str | None
@@ -186,6 +193,8 @@ class OutboxRecord:
     last_error: str | None = None
     created_on: datetime | None = None
     delivered_on: datetime | None = None
+    delivered_to: tuple[str, ...] = ()
+    claimed_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,9 @@ GUIDE_DEFAULTS = [
     ("outbox_processor.max_retry_attempts", 5),
     ("outbox_processor.retry_delay_multiplier", 2.0),
     ("outbox_processor.max_retry_delay", 30 * S),
+    ("outbox_processor.retry_delay_base", S),
+    ("outbox_processor.claim_timeout", 60 * S),
+    ("outbox_processor.sinks", []),
     ("timer_service.batch_size", 100),
     ("timer_service.processing_interval", 30 * S),
     ("timer_service.long_running_threshold", DAY),
@@ -69,6 +72,7 @@ GUIDE_DEFAULTS = [
     ("cleanup_service.completed_workflow_retention", 90 * DAY),
     ("cleanup_service.execution_log_retention", 365 * DAY),
     ("cleanup_service.outbox_event_retention", 7 * DAY),
+    ("cleanup_service.batch_size", 1000),
     ("resilience.database_operations.retry.max_attempts", 3),
     ("resilience.database_operations.retry.delay_base", timedelta(milliseconds=100)),
     ("resilience.database_operations.retry.delay_multiplier", 2.0),
@@ -749,3 +753,79 @@ def test_secret_values_do_not_print() -> None:
 def test_secrets_dir_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"secrets\.files_dir: not a directory"):
         SecretsSettings(files_dir=str(tmp_path / "missing")).load({})
+
+
+# --- outbox sinks ---------------------------------------------------------------------
+
+
+def test_outbox_sinks_from_a_guide_style_file(tmp_path: Path) -> None:
+    config = {
+        "WorkflowEngine": {
+            "OutboxProcessor": {
+                "ClaimTimeout": "00:02:00",
+                "Sinks": [
+                    {"Name": "audit", "Type": "webhook", "Url": "https://audit.example/hook",
+                     "Secret": PASSWORD, "Timeout": "00:00:05", "EventTypes": ["com.example.*"]},
+                    {"name": "bus", "type": "rabbitmq", "url": f"amqp://app:{PASSWORD}@mq:5672/prod",
+                     "routingKey": "events"},
+                ],
+            }
+        }
+    }  # fmt: skip
+    outbox = load_settings(write(tmp_path, "sinks.json", config), env={}).outbox_processor
+    webhook, rabbit = outbox.sinks
+    assert outbox.claim_timeout == 120 * S
+    assert webhook.type == "webhook"
+    assert webhook.name == "audit"
+    assert webhook.secret is not None
+    assert webhook.secret.get_secret_value() == PASSWORD
+    assert webhook.timeout == 5 * S
+    assert webhook.event_types == ["com.example.*"]
+    assert rabbit.type == "rabbitmq"
+    assert rabbit.exchange == "flowkeeper.events"
+    assert rabbit.routing_key == "events"
+    assert rabbit.timeout == 10 * S
+    for shown in (repr(outbox), str(outbox), rabbit.safe_url):
+        assert PASSWORD not in shown
+    assert "amqp://app:***@mq:5672/prod" in repr(rabbit)
+
+
+def test_outbox_sinks_from_the_environment() -> None:
+    sinks = [{"name": "hook", "type": "webhook", "url": "http://127.0.0.1:9000/in"}]
+    env = {"FLOWKEEPER__OUTBOX_PROCESSOR__SINKS": json.dumps(sinks)}
+    [sink] = load_settings(env=env).outbox_processor.sinks
+    assert sink.name == "hook"
+    assert sink.type == "webhook"
+    assert sink.secret is None
+
+
+@pytest.mark.parametrize(
+    ("sinks", "expected"),
+    [
+        ([{"name": "a", "type": "webhook", "url": "https://x"}, {"name": "a", "type": "rabbitmq",
+          "url": "amqp://h"}], "outbox_processor.sinks: sink names must be unique: 'a' is used twice"),
+        ([{"name": "a", "type": "kafka"}], "outbox_processor.sinks[0]: Input tag 'kafka'"),
+        ([{"name": "a", "type": "webhook"}], "outbox_processor.sinks[0].webhook.url: Field required"),
+        ([{"name": "a", "type": "webhook", "url": "ftp://x"}],
+         "outbox_processor.sinks[0].webhook.url: must be an http:// or https:// URL"),
+        ([{"name": "a", "type": "rabbitmq", "url": f"http://u:{PASSWORD}@h"}],
+         "outbox_processor.sinks[0].rabbitmq.url: must be an amqp:// or amqps:// URL"),
+        ([{"name": "no spaces", "type": "webhook", "url": "https://x"}],
+         "outbox_processor.sinks[0].webhook.name"),
+        ([{"name": "a", "type": "webhook", "url": "https://x", "timeout": "2m"}],
+         "outbox_processor: claim_timeout (0:01:00) must be longer than every sink's timeout (0:02:00)"),
+        ([{"name": "a", "type": "webhook", "url": "https://x", "colour": "red"}],
+         "outbox_processor.sinks[0].webhook.colour: unknown setting"),
+    ],
+)  # fmt: skip
+def test_bad_outbox_sinks_name_the_key(sinks: list[dict[str, Any]], expected: str) -> None:
+    message = config_error({"FLOWKEEPER__OUTBOX_PROCESSOR__SINKS": json.dumps(sinks)})
+    assert expected in message
+    assert PASSWORD not in message
+
+
+def test_webhook_secrets_are_never_echoed() -> None:
+    sinks = [{"name": "a", "type": "webhook", "url": "https://x", "secret": 12}]
+    message = config_error({"FLOWKEEPER__OUTBOX_PROCESSOR__SINKS": json.dumps(sinks)})
+    assert "outbox_processor.sinks[0].webhook.secret" in message
+    assert "12" not in message.replace("[0]", "")

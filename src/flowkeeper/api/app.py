@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
 from flowkeeper import version
-from flowkeeper.api import definitions, events, instances, metrics
+from flowkeeper.api import definitions, events, instances, metrics, outbox
 from flowkeeper.api import health as health_api
 from flowkeeper.api.bodies import BodyLimitMiddleware
 from flowkeeper.api.health import HealthProbe, NotRunningProbe
@@ -58,7 +58,7 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry if registry is not None else CollectorRegistry()
     app.state.health_probe = health if health is not None else NotRunningProbe()
-    for module in (definitions, instances, events, health_api, metrics):
+    for module in (definitions, instances, events, outbox, health_api, metrics):
         app.include_router(module.router)
     # Middleware added last runs first: the last-resort handler wraps the body limit.
     app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_body_size)

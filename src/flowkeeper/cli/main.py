@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flowkeeper.cli import remote
+from flowkeeper.cli import outbox_commands, remote
 from flowkeeper.cli.output import fail
 from flowkeeper.errors import ConfigurationError, DefinitionError, FlowkeeperError
 
@@ -33,6 +33,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(remote.definitions_app, name="definitions")
 app.add_typer(remote.instances_app, name="instances")
 app.add_typer(remote.events_app, name="events")
+app.add_typer(outbox_commands.outbox_app, name="outbox")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="Settings file (YAML/JSON); default $FLOWKEEPER_CONFIG.")

@@ -76,10 +76,12 @@ async def _deploy(engine: Engine, paths: list[Path]) -> None:
 
 def _engine(settings: Settings, store: Store) -> tuple[Engine, ServiceHost, CollectorRegistry]:
     from flowkeeper.observability import Metrics, default_interceptors
+    from flowkeeper.services.metrics import ServiceCollector
 
-    metrics = Metrics()
+    metrics = Metrics(pool_active=store.pool_checked_out)
     engine = build_engine(settings, store, interceptors=default_interceptors(settings, metrics))
     host = ServiceHost(engine, settings, refresh=metrics.refresh)
+    metrics.registry.register(ServiceCollector(host))
     return engine, host, metrics.registry
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from flowkeeper.definitions.cron import CronError, parse_cron
 from flowkeeper.definitions.data_schemas import schema_problem
 from flowkeeper.definitions.schema_compiler import TASK_KINDS
 from flowkeeper.definitions.schema_errors import escape
@@ -58,6 +59,7 @@ class SemanticChecker:
         if "extensions" in self.use:
             self._add("/use/extensions", "extensions (use.extensions) are not supported by Flowkeeper")
         self._timeout(doc.get("timeout"), "/timeout")
+        self._schedule(doc.get("schedule"))
         self._data_schemas(doc, "")
         for name, catalog in (self.use.get("catalogs") or {}).items():
             self._endpoint(catalog.get("endpoint"), f"/use/catalogs/{escape(name)}/endpoint")
@@ -71,6 +73,22 @@ class SemanticChecker:
 
     def _add(self, pointer: str, message: str) -> None:
         self.problems.append(Problem(pointer, message))
+
+    def _schedule(self, schedule: Any) -> None:
+        """One way of scheduling at a time, and a cron expression that parses (the
+        service checks the rest of a schedule when it is deployed)."""
+        if not isinstance(schedule, Mapping) or not schedule:
+            return
+        kinds = [k for k in ("every", "cron", "after", "on") if k in schedule]
+        if len(kinds) > 1:
+            self._add(
+                "/schedule", "set exactly one of every, cron, after and on (their combination has no meaning)"
+            )
+        if "cron" in schedule:
+            try:
+                parse_cron(schedule["cron"])
+            except CronError as exc:
+                self._add("/schedule/cron", str(exc))
 
     # --- structure ------------------------------------------------------------------
 

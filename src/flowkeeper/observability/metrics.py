@@ -19,8 +19,9 @@ host calls it every few seconds); a scrape only reads the snapshot, it never tou
 database: ``workflow_instances_active`` (pending + running + suspended) and its alias
 ``workflow_active_instances``, ``workflow_instances{status}``,
 ``workflow_outbox_events_pending``, ``workflow_outbox_processing_lag_seconds`` (age of the
-oldest pending outbox row, 0 if none) and ``workflow_database_connection_pool_active``
-(from the ``pool_active`` callable, read at scrape time).
+oldest pending outbox row, 0 if none), ``workflow_timers_due`` (due, not yet fired) and
+``workflow_database_connection_pool_active`` (from the ``pool_active`` callable, read at
+scrape time).
 
 ``definition`` is ``namespace/name``: neither the version nor the instance id is a label.
 """
@@ -58,6 +59,7 @@ METRIC_NAMES = (
     "workflow_outbox_events_pending",
     "workflow_outbox_processing_lag_seconds",
     "workflow_database_connection_pool_active",
+    "workflow_timers_due",
 )
 
 ACTIVITY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -73,6 +75,7 @@ class Snapshot:
     instances: Mapping[InstanceStatus, int] = field(default_factory=dict)
     outbox_pending: int = 0
     outbox_lag_seconds: float = 0.0
+    timers_due: int = 0
 
     @property
     def active(self) -> int:
@@ -145,7 +148,7 @@ class Metrics:
         pending, oldest = await self._outbox(store)
         now = await store.now()
         lag = max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
-        self.snapshot = Snapshot(dict(counts), pending, lag)
+        self.snapshot = Snapshot(dict(counts), pending, lag, await store.count_due_timers())
         return self.snapshot
 
     async def _outbox(self, store: Store) -> tuple[int, datetime | None]:
@@ -200,6 +203,10 @@ class _SnapshotCollector:
             GaugeMetricFamily(
                 "workflow_database_connection_pool_active", "Database connections in use",
                 value=pool_active,
+            ),
+            GaugeMetricFamily(
+                "workflow_timers_due", "Timers due and not fired yet (a backlog when it stays above 0)",
+                value=snapshot.timers_due,
             ),
         ]  # fmt: skip
 

@@ -40,7 +40,8 @@ from flowkeeper.runtime.hooks import (
     chain_checkpoint,
 )
 from flowkeeper.runtime.ids import new_instance_id
-from flowkeeper.store.port import Store
+from flowkeeper.runtime.scheduled_starts import put_definition
+from flowkeeper.store.port import Delivery, Store
 
 JSON = Any
 log = logging.getLogger("flowkeeper.runtime")
@@ -98,6 +99,10 @@ class Engine:
         self.work_available = asyncio.Event()
         #: Instance runs going on in this process, by instance id.
         self.runs: dict[str, InstanceRun] = {}
+        #: Told the due times (database clock) of timers this process's runs created.
+        self.timer_listeners: list[Callable[[list[datetime]], None]] = []
+        #: Correlation specs (``correlation_from``) seen on bookmarks, per event type.
+        self.correlation_specs: dict[str, frozenset[str]] = {}
 
     # -- definitions ---------------------------------------------------------------------------
     async def deploy(
@@ -113,7 +118,7 @@ class Engine:
             source=definition.source,
             content_hash=definition.content_hash,
         )
-        stored, created = await self.store.put_definition(record)
+        stored, created = await put_definition(self, record)  # and its schedule (scheduled_starts)
         self.definitions.add(stored)
         return stored, created
 
@@ -259,10 +264,17 @@ class Engine:
         """Deliver a CloudEvent to every instance waiting for it (once per event id)."""
         return await publish(self, event)
 
-    async def run_claimed(self, record: InstanceRecord) -> InstanceRecord:
-        """Run an instance this process has claimed until it waits or ends."""
+    async def run_claimed(self, record: InstanceRecord, delivery: Delivery | None = None) -> InstanceRecord:
+        """Run an instance this process has claimed until it waits or ends (``delivery``:
+        the claim came with an event's delivery, which also read what the run resumes from)."""
         _, interpreter = await self.definitions.get(record.namespace, record.name, record.version)
-        return await InstanceRun(self, record, interpreter).drive()
+        preloaded = None if delivery is None else (delivery.consumed, delivery.timers)
+        return await InstanceRun(self, record, interpreter, preloaded).drive()
+
+    def run_delivered(self, delivery: Delivery) -> None:
+        """Run, in the background, an instance that an event delivery claimed for us."""
+        assert delivery.claimed is not None
+        self._spawn(self.run_claimed(delivery.claimed, delivery))
 
     def run_soon(self, instance_id: str) -> None:
         """Claim and run an instance that just became runnable, without waiting for the
@@ -336,6 +348,11 @@ class Engine:
     def notify_work(self) -> None:
         """Something became runnable (a child, a resumed bookmark, a new timer)."""
         self.work_available.set()
+
+    def timers_created(self, due_times: list[datetime]) -> None:
+        """Timers were committed by a run here: tell the timer service when they are due."""
+        for listener in self.timer_listeners:
+            listener(due_times)
 
     def poke(self, instance_ids: Iterable[str]) -> None:
         """Wake this process's runs of these instances: something consumed one of their bookmarks."""

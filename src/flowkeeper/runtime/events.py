@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from flowkeeper.engine.events import event_correlation, match
 from flowkeeper.errors import InvalidEvent
 from flowkeeper.records import BookmarkKind, BookmarkRecord, EventRecord
+from flowkeeper.runtime.scheduled_starts import start_for_event
+from flowkeeper.schedule_records import ScheduleKind
 
 if TYPE_CHECKING:
     from flowkeeper.runtime.engine import Engine
@@ -66,38 +68,70 @@ def matching(candidates: Iterable[BookmarkRecord], event: dict[str, JSON]) -> li
 
 async def candidates(engine: Engine, event: dict[str, JSON]) -> list[BookmarkRecord]:
     """The bookmarks that may match an event: found by correlation index, not by a scan
-    of every bookmark waiting for its type."""
+    of every bookmark waiting for its type.
+
+    The correlation specs of a type seen so far are remembered (``engine.correlation_specs``):
+    the event's values for them go with the query, which also reports specs not seen yet
+    (then this asks again with those evaluated too), so one round trip is the rule.
+    """
     event_type = str(event.get("type", ""))
-    pairs: list[tuple[str, str]] = []
-    for spec in await engine.store.correlation_specs(event_type):
-        value = event_correlation(spec, event)
-        if value is not None:
-            pairs.append((spec, value))
-    return await engine.store.find_event_bookmarks(event_type, pairs)
+    # Only types with waiting correlated bookmarks get an entry: posting events of
+    # made-up types must not grow this.
+    known = engine.correlation_specs.get(event_type, frozenset())
+    while True:
+        pairs: list[tuple[str, str]] = []
+        for spec in known:
+            value = event_correlation(spec, event)
+            if value is not None:
+                pairs.append((spec, value))
+        found, unknown = await engine.store.event_candidates(event_type, pairs, known)
+        if not unknown:
+            return found
+        known = engine.correlation_specs[event_type] = frozenset(known | unknown)
 
 
 async def publish(engine: Engine, event: dict[str, JSON]) -> PublishResult:
     """Keep an incoming event and resume every bookmark it matches, exactly once."""
     check_event(event)
     key = event_key(event)
-    # Keeping the event and looking up its bookmarks are independent: overlap them.
-    stored, found = await asyncio.gather(
+    # Keeping the event, looking up its bookmarks and the schedules it may start are
+    # independent: overlap them.
+    stored, found, schedules = await asyncio.gather(
         engine.store.record_event(
             EventRecord(key=key, id=event["id"], source=event["source"], type=event["type"], event=event)
         ),
         candidates(engine, event),
+        engine.store.list_schedules(ScheduleKind.ON),
     )
     if stored is None:
+        # schedule.on: a retry repairs a start that failed the first time.
+        await start_for_event(engine, event, key, duplicate=True, schedules=schedules)
         return PublishResult(key, 0, duplicate=True)
-    resumed: list[str] = []
-    for bookmark in matching(found, event):
-        if await engine.store.deliver_event(bookmark.id, key, event):
-            resumed.append(bookmark.instance_id)
-    if resumed:
-        engine.poke(resumed)  # runs of these instances going on here pick the event up
-        for instance_id in resumed:
-            engine.run_soon(instance_id)
-    return PublishResult(key, len(resumed), duplicate=False)
+    chosen = matching(found, event)
+    resumed = await asyncio.gather(*(_deliver(engine, bookmark, key, event) for bookmark in chosen))
+    # schedule.on: the runs this event starts.
+    await start_for_event(engine, event, key, schedules=schedules)
+    return PublishResult(key, sum(resumed), duplicate=False)
+
+
+async def _deliver(engine: Engine, bookmark: BookmarkRecord, key: str, event: dict[str, JSON]) -> bool:
+    """Deliver to one bookmark; wake the instance's run here, or claim and start one."""
+    instance_id = bookmark.instance_id
+    if instance_id in engine.runs:
+        # A run of it is going on here: it picks the event up when poked.
+        if not await engine.store.deliver_event(bookmark.id, key, event):
+            return False
+        engine.poke([instance_id])
+        engine.run_soon(instance_id)  # in case that run parked meanwhile
+        return True
+    delivery = await engine.store.deliver_and_claim(bookmark.id, key, event, engine.owner, engine.lease)
+    if not delivery.delivered:
+        return False
+    if delivery.claimed is not None:
+        engine.run_delivered(delivery)
+    else:  # runnable, but another worker holds it (it re-reads its bookmarks), or held
+        engine.notify_work()
+    return True
 
 
 async def deliver_retained(

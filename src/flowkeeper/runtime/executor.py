@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -34,11 +35,19 @@ from flowkeeper.engine.effects import (
     StartTimer,
 )
 from flowkeeper.errors import ConcurrencyConflict, DefinitionNotFound, WorkflowError, standard_error
-from flowkeeper.records import BookmarkResume, Checkpoint, InstanceRecord, InstanceStatus
+from flowkeeper.records import (
+    BookmarkRecord,
+    BookmarkResume,
+    Checkpoint,
+    InstanceRecord,
+    InstanceStatus,
+    TimerRecord,
+)
 from flowkeeper.runtime.changes import PendingChanges
 from flowkeeper.runtime.events import candidates as event_candidates
-from flowkeeper.runtime.events import deliver_retained, matching
+from flowkeeper.runtime.events import deliver_retained, event_key, matching
 from flowkeeper.runtime.hooks import ActivityInput, CheckpointInput
+from flowkeeper.runtime.scheduled_starts import start_for_event
 
 if TYPE_CHECKING:
     from flowkeeper.runtime.engine import Engine
@@ -57,9 +66,17 @@ _STATUS = {
 class InstanceRun:
     """The life of one instance between its claim and its next suspension or end."""
 
-    def __init__(self, engine: Engine, record: InstanceRecord, interpreter: Interpreter) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        record: InstanceRecord,
+        interpreter: Interpreter,
+        preloaded: tuple[Sequence[BookmarkRecord], Sequence[TimerRecord]] | None = None,
+    ) -> None:
         self.engine = engine
         self.record = record
+        #: The claimed instance's consumed bookmarks and timers, when the claim read them.
+        self.preloaded = preloaded
         self.interpreter = interpreter
         self.id = record.id
         self.definition = f"{record.namespace}/{record.name}/{record.version}"
@@ -179,9 +196,13 @@ class InstanceRun:
         elif state is None:
             state = self.record.state
         assert state is not None
-        consumed, timers = await asyncio.gather(
-            engine.store.list_bookmarks(self.id, consumed=True), engine.store.list_timers(self.id)
-        )
+        if self.preloaded is not None:  # read by the claim itself (an event's delivery)
+            consumed, timers = self.preloaded
+            self.preloaded = None
+        else:
+            consumed, timers = await asyncio.gather(
+                engine.store.list_bookmarks(self.id, consumed=True), engine.store.list_timers(self.id)
+            )
         for bookmark in consumed:
             self.fed.add(bookmark.id)
             self.results[bookmark.id] = EffectResult(bookmark.id, value=bookmark.payload)
@@ -360,6 +381,8 @@ class InstanceRun:
             stored = await engine.create_instance(self.record, checkpoint)
             self.stored = True
         engine.log_written(stored, checkpoint.log)
+        for row in checkpoint.outbox:  # schedule.on: emitted events start runs too
+            await start_for_event(engine, row.event, event_key(row.event))
         served = await deliver_retained(engine, stored.created_on, list(checkpoint.new_bookmarks))
         if served:
             # An event that came before its listen: the bookmark is consumed now.
@@ -373,6 +396,8 @@ class InstanceRun:
         self.dirty = False
         self.changes = PendingChanges(self.id)
         self.changes.applied.extend(self._apply_next)
+        if checkpoint.new_timers:
+            engine.timers_created([t.due_at for t in checkpoint.new_timers])
         if wakes_others or bool(checkpoint.new_timers):
             engine.notify_work()
         engine.poke(i for i in self._poke_after_commit if i != self.id)

@@ -1,7 +1,7 @@
 """A worker loop: claim runnable instances, fire due timers, sleep until there is work.
 
-This is the in-process loop that ``flowkeeper run`` uses; the service's dispatcher and
-timer service build on the same engine calls.
+This is the in-process loop that ``flowkeeper run`` uses; the service's dispatcher is
+the same loop without the timers (its timer service fires them).
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ from flowkeeper.runtime.engine import Engine
 class Worker:
     """Claims and runs instances with at most ``concurrency`` runs at once."""
 
-    def __init__(self, engine: Engine, *, concurrency: int = 64, poll_interval: float = 1.0) -> None:
+    def __init__(
+        self, engine: Engine, *, concurrency: int = 64, poll_interval: float = 1.0, fire_timers: bool = True
+    ) -> None:
         self.engine = engine
         self.concurrency = concurrency
         self.poll_interval = poll_interval
+        #: False where a timer service of its own fires them (the service host).
+        self.fires_timers = fire_timers
         self._running: set[asyncio.Task[object]] = set()
 
     async def run_pending(self) -> int:
@@ -57,7 +61,7 @@ class Worker:
             engine.work_available.clear()
             # Read the next due time first: firing is a write transaction, not worth a
             # pass that finds nothing due.
-            until_due = await self._seconds_until_due()
+            until_due = await self._seconds_until_due() if self.fires_timers else None
             if until_due is not None and until_due <= 0:
                 await self.fire_timers()
                 until_due = await self._seconds_until_due()

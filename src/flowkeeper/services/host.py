@@ -1,14 +1,14 @@
 """Hosts the background services of one process and reports their health.
 
-- dispatcher: claims runnable instances (started elsewhere, resumed by events or
-  timers, or left behind by a crashed replica once its lease expired) and runs them,
-  at most ``engine.concurrency`` at a time;
-- timer service: fires due timers at their due time (the loop sleeps until the next
-  one, or until the engine signals new work), with ``timer_service.processing_interval``
-  as the longest sleep;
-- outbox processor: emitted events are routed to waiting instances inside the engine
-  when they are committed; delivery to external sinks is configured with the outbox
-  settings (no sink configured: nothing to deliver).
+- dispatcher: claims runnable instances and runs them (``services.dispatcher``);
+- timer service: fires due timers at their due time (``services.timers``);
+- outbox processor: delivers emitted events to the configured sinks (``services.outbox``);
+- cleanup service: applies the retention settings (``services.cleanup``);
+- scheduler: starts the instances of scheduled definitions (``services.schedules``).
+
+On PostgreSQL a notification listener (``store.notifications``) wakes the right service
+when another replica made work for it, so a start, an event or a new timer is seen in
+milliseconds rather than at the next poll.
 """
 
 from __future__ import annotations
@@ -16,30 +16,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Awaitable, Callable, Mapping
 
 from flowkeeper.config import Settings
-from flowkeeper.runtime import Engine, Worker
+from flowkeeper.runtime import Engine
+from flowkeeper.services.base import BackgroundService, ServiceHealth
+from flowkeeper.services.cleanup import CleanupService
+from flowkeeper.services.dispatcher import Dispatcher
+from flowkeeper.services.outbox import OutboxProcessor
+from flowkeeper.services.schedules import ScheduleService
+from flowkeeper.services.timers import TimerService
+from flowkeeper.store.notifications import RECONNECTED, Listener
 from flowkeeper.store.port import Store
 
 log = logging.getLogger("flowkeeper.services")
 
-Status = Literal["Healthy", "Degraded", "Unhealthy"]
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceHealth:
-    """One background service's state, as the health endpoint reports it."""
-
-    status: Status
-    description: str | None = None
+#: How often the metrics snapshot (instance counts, outbox backlog) is refreshed.
+METRICS_REFRESH = 5.0
 
 
 class ServiceHost:
-    """Runs the dispatcher and timer loop until stopped; graceful on ``stop``."""
+    """Runs the background services until stopped; graceful on ``stop``."""
 
     def __init__(
         self,
@@ -50,40 +47,48 @@ class ServiceHost:
     ) -> None:
         self.engine = engine
         self.settings = settings
-        self.worker = Worker(
-            engine,
-            concurrency=settings.engine.concurrency,
-            poll_interval=min(
-                settings.engine.poll_interval.total_seconds(),
-                settings.timer_service.processing_interval.total_seconds(),
-            ),
-        )
+        self.dispatcher = Dispatcher(engine, settings.engine)
+        self.timers = TimerService(engine, settings.timer_service)
+        self.outbox = OutboxProcessor(engine.store, settings.outbox_processor)
+        self.cleanup = CleanupService(engine.store, settings)
+        self.scheduler = ScheduleService(engine, settings)
+        self.services: list[BackgroundService] = [
+            self.dispatcher,
+            self.timers,
+            self.outbox,
+            self.cleanup,
+            self.scheduler,
+        ]
+        self.listener: Listener | None = engine.store.notification_listener(self._notified)
         self._refresh = refresh
         self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._refresher: asyncio.Task[None] | None = None
-        self._last_loop: float | None = None
-        self._last_error: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Start the loops (idempotent)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="flowkeeper-dispatcher")
-        if self._refresh is not None and self._refresher is None:
-            self._refresher = asyncio.create_task(self._refresh_loop(), name="flowkeeper-metrics")
+        """Start every service (idempotent)."""
+        if self._tasks:
+            return
+        for service in self.services:
+            task = asyncio.create_task(service.run(self._stop), name=f"flowkeeper-{service.name}")
+            self._tasks.append(task)
+        if self.listener is not None:
+            self._tasks.append(asyncio.create_task(self.listener.run(self._stop), name="flowkeeper-listener"))
+        if self._refresh is not None:
+            self._tasks.append(asyncio.create_task(self._refresh_loop(), name="flowkeeper-metrics"))
 
     async def stop(self, grace: float) -> None:
         """Stop claiming work; let running instances park for ``grace`` seconds, then cancel them.
 
         A cancelled run gives its lease back, so another replica can take it at once.
+        The outbox processor finishes the deliveries it started within the same grace.
         """
         self._stop.set()
         self.engine.notify_work()
-        for task in (self._task, self._refresher):
-            if task is not None:
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for task in pending:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             await asyncio.wait_for(self.engine.drain(), grace)
         except TimeoutError:
@@ -92,52 +97,38 @@ class ServiceHost:
             )
         await self.engine.aclose()
 
-    async def _run(self) -> None:
-        backoff = 0.1
-        while not self._stop.is_set():
-            try:
-                await self.worker.run_until(self._stopped)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database went away: report, back off, go on
-                self._last_error = f"{type(exc).__name__}: {exc}"
-                log.error("Dispatcher loop failed (%s); retrying in %.1fs", self._last_error, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    async def _stopped(self) -> bool:
-        self._last_loop = time.monotonic()
-        self._last_error = None
-        return self._stop.is_set()
+    def _notified(self, note: str) -> None:
+        """A database notification (another replica made work, or we reconnected)."""
+        if note == "work":
+            self.engine.notify_work()
+        elif note.startswith("timer:"):
+            with contextlib.suppress(ValueError):
+                self.timers.expect([float(note.partition(":")[2])])
+        elif note == "outbox":
+            self.outbox.wake()
+        elif note == RECONNECTED:  # anything notified meanwhile was missed
+            for service in self.services:
+                service.wake()
 
     async def _refresh_loop(self) -> None:
         assert self._refresh is not None
-        while True:
+        while not self._stop.is_set():
             with contextlib.suppress(Exception):
                 await self._refresh(self.engine.store)
-            await asyncio.sleep(5.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), METRICS_REFRESH)
 
-    async def check(self) -> dict[str, ServiceHealth]:
+    async def check(self) -> Mapping[str, ServiceHealth]:
         """The health endpoint's probe (see ``api.health.HealthProbe``)."""
         return self.health()
 
     def health(self) -> dict[str, ServiceHealth]:
-        """The state of each background service."""
-        if self._task is None:
-            loop = ServiceHealth("Unhealthy", "not started")
-        elif self._task.done() and not self._stop.is_set():
-            loop = ServiceHealth("Unhealthy", "the dispatcher loop has stopped")
-        elif self._last_error is not None:
-            loop = ServiceHealth("Degraded", f"last pass failed: {self._last_error}")
-        else:
-            running = len(self.engine.runs)
-            loop = ServiceHealth("Healthy", f"{running} instance run(s) in progress")
-        return {
-            "dispatcher": loop,
-            "timer-service": loop,
-            "outbox-processor": ServiceHealth(
-                "Healthy",
-                "emitted events are routed to waiting instances on commit; no external sink configured",
-            ),
-        }
+        """The state of each background service (the guide's entry names, plus ours)."""
+        entries = {service.name: service.health() for service in self.services}
+        if self.listener is not None:
+            connected = self.listener.connected.is_set()
+            entries["notifications"] = ServiceHealth(
+                "Healthy" if connected else "Degraded",
+                "listening" if connected else f"not listening ({self.listener.last_error}); polling",
+            )
+        return entries

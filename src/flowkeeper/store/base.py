@@ -9,12 +9,13 @@ every driver error leaves as a :class:`~flowkeeper.errors.StoreError`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, literal, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, false, func, literal, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowkeeper.errors import (
@@ -26,7 +27,6 @@ from flowkeeper.errors import (
 )
 from flowkeeper.records import (
     JSON,
-    BookmarkKind,
     BookmarkRecord,
     Checkpoint,
     DefinitionRecord,
@@ -38,11 +38,14 @@ from flowkeeper.records import (
     TimerRecord,
 )
 from flowkeeper.store import rows, schema, writes
+from flowkeeper.store.cleanup_queries import CleanupQueries
 from flowkeeper.store.connector import FusedWrite
 from flowkeeper.store.control import InstanceControl
 from flowkeeper.store.event_queries import EventQueries
 from flowkeeper.store.failures import is_unique_violation
-from flowkeeper.store.port import InstancePage, SchemaStatus
+from flowkeeper.store.outbox_queries import OutboxQueries
+from flowkeeper.store.port import Delivery, InstancePage, SchemaStatus
+from flowkeeper.store.schedule_queries import ScheduleQueries
 from flowkeeper.store.statements import Statements
 from flowkeeper.store.tables import (
     UTCDateTime,
@@ -67,7 +70,7 @@ _d, _i, _b, _t, _l, _o, _e = (
 )
 
 
-class SqlStore(InstanceControl, EventQueries):
+class SqlStore(InstanceControl, EventQueries, CleanupQueries, OutboxQueries, ScheduleQueries):
     """A :class:`~flowkeeper.store.port.Store` over an async SQLAlchemy engine."""
 
     def __init__(self, url: DatabaseUrl, **options: Any) -> None:
@@ -265,7 +268,7 @@ class SqlStore(InstanceControl, EventQueries):
         return sorted(claimed, key=lambda r: (r.created_on or datetime.min.replace(tzinfo=UTC), r.id))
 
     async def claim_instance(self, instance_id: str, owner: str, lease: timedelta) -> InstanceRecord | None:
-        """Lease one instance if runnable and its lease is free, expired or ours."""
+        """Lease one instance if runnable and its lease is free or expired."""
         params = {"p_id": instance_id, "p_lease_owner": owner} | self._clock(lease)
 
         async def claim(conn: AsyncConnection) -> InstanceRecord | None:
@@ -273,6 +276,27 @@ class SqlStore(InstanceControl, EventQueries):
             return None if row is None else rows.instance(row)
 
         return await self._write("claim_instance", claim, autocommit=True)
+
+    async def deliver_and_claim(
+        self, bookmark_id: str, event_key: str, payload: JSON, owner: str, lease: timedelta
+    ) -> Delivery:
+        """Deliver, then claim the woken instance and read what its run resumes from."""
+        if not await self.deliver_event(bookmark_id, event_key, payload):
+            return Delivery(False)
+        instance_id = await self._bookmark_instance(bookmark_id)
+        claimed = None if instance_id is None else await self.claim_instance(instance_id, owner, lease)
+        if claimed is None:
+            return Delivery(True)
+        consumed, timers = await asyncio.gather(
+            self.list_bookmarks(claimed.id, consumed=True), self.list_timers(claimed.id)
+        )
+        return Delivery(True, claimed, tuple(consumed), tuple(timers))
+
+    async def _bookmark_instance(self, bookmark_id: str) -> str | None:
+        query = select(_b.instance_id).where(_b.id == bookmark_id)
+        async with self._reading("deliver_and_claim") as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else str(row.instance_id)
 
     async def renew_lease(self, instance_id: str, owner: str, fencing_token: int, lease: timedelta) -> bool:
         """Extend our lease; False when another claim took it."""
@@ -312,14 +336,16 @@ class SqlStore(InstanceControl, EventQueries):
         }
         clock = self._clock()
         stmt = self._sql.checkpoint_release_lease if cp.release_lease else self._sql.checkpoint_keep_lease
-        if writes.only_log(cp, cp.status):
-            # The hot path (a step that only logged): one statement, autocommitted. On
-            # PostgreSQL the log rows ride in the same statement as the guarded UPDATE.
+        if writes.only_log(cp, cp.status, bookmark_deletes=self.fuses_bookmark_deletes):
+            # The hot path (a step that only logged, or also applied its consumed
+            # bookmarks): one statement, autocommitted. On PostgreSQL the log rows and
+            # the bookmark deletes ride in the same statement as the guarded UPDATE.
             write: FusedWrite = "checkpoint_release_lease" if cp.release_lease else "checkpoint"
-            fused = self._fused_log_sql(write) if cp.log else stmt
+            gone = [*cp.applied_bookmarks, *cp.cancelled_bookmarks]
+            fused = self._fused_log_sql(write) if cp.log or gone else stmt
             if fused is not None:
-                if cp.log:
-                    params |= rows.log_columns(cp.log)
+                if fused is not stmt:
+                    params |= rows.log_columns(cp.log) | {"p_gone": gone}
 
                 async def update(conn: AsyncConnection) -> InstanceRecord:
                     row = (await conn.execute(fused, params | clock)).first()
@@ -360,43 +386,6 @@ class SqlStore(InstanceControl, EventQueries):
             query = query.where(_b.is_consumed == (true() if consumed else false()))
         async with self._reading("list_bookmarks") as conn:
             return [rows.bookmark(r) for r in await conn.execute(query.order_by(_b.created_on, _b.id))]
-
-    async def find_event_bookmarks(
-        self, event_type: str, correlations: Sequence[tuple[str, str]] | None = None
-    ) -> list[BookmarkRecord]:
-        """Unconsumed event bookmarks for ``event_type`` or for any type (NULL).
-
-        With ``correlations`` ((correlation_from, correlation_value) pairs), bookmarks
-        that carry a correlation are returned only when theirs is one of the pairs.
-        """
-        query = select(workflow_bookmark).where(
-            _b.kind == BookmarkKind.EVENT.value,
-            _b.is_consumed == false(),
-            (_b.event_type == event_type) | _b.event_type.is_(None),
-        )
-        if correlations is not None:
-            uncorrelated = _b.correlation_from.is_(None)
-            if correlations:
-                pairs = [(_b.correlation_from == f) & (_b.correlation_value == v) for f, v in correlations]
-                query = query.where(or_(uncorrelated, *pairs))
-            else:
-                query = query.where(uncorrelated)
-        async with self._reading("find_event_bookmarks") as conn:
-            return [rows.bookmark(r) for r in await conn.execute(query.order_by(_b.created_on, _b.id))]
-
-    async def correlation_specs(self, event_type: str) -> list[str]:
-        """The distinct ``correlation_from`` of unconsumed event bookmarks of ``event_type``."""
-        query = (
-            select(_b.correlation_from)
-            .where(
-                _b.is_consumed == false(),
-                _b.event_type == event_type,
-                _b.correlation_from.is_not(None),
-            )
-            .distinct()
-        )
-        async with self._reading("correlation_specs") as conn:
-            return [str(r[0]) for r in await conn.execute(query)]
 
     async def resume_bookmark(self, bookmark_id: str, payload: JSON) -> bool:
         """Consume one bookmark exactly once; False when it was consumed already or is gone."""
@@ -443,6 +432,27 @@ class SqlStore(InstanceControl, EventQueries):
 
         fired = await self._write("fire_due_timers", fire)
         return sorted(fired, key=lambda t: (t.due_at, t.id))
+
+    async def fire_and_claim_timers(
+        self, limit: int, owner: str, lease: timedelta
+    ) -> tuple[list[TimerRecord], list[Delivery]]:
+        """Fire due timers, then claim their instances and read what their runs resume from."""
+        fired = await self.fire_due_timers(limit)
+        claimed: list[Delivery] = []
+        for instance_id in dict.fromkeys(t.instance_id for t in fired):
+            record = await self.claim_instance(instance_id, owner, lease)
+            if record is not None:
+                consumed, timers = await asyncio.gather(
+                    self.list_bookmarks(instance_id, consumed=True), self.list_timers(instance_id)
+                )
+                claimed.append(Delivery(True, record, tuple(consumed), tuple(timers)))
+        return fired, claimed
+
+    async def count_due_timers(self) -> int:
+        """Timers due now (database clock) and not fired yet: a backlog when it stays above 0."""
+        query = select(func.count()).select_from(workflow_timer).where(_t.due_at <= self._sql.now)
+        async with self._reading("count_due_timers") as conn:
+            return int((await conn.execute(query)).scalar_one())
 
     async def list_timers(self, instance_id: str) -> list[TimerRecord]:
         """An instance's pending timers, earliest first."""

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowkeeper.errors import FlowkeeperError
 from flowkeeper.store.failures import ErrorTranslator
+from flowkeeper.store.notifications import Listener
 from flowkeeper.store.urls import DatabaseUrl
 
 #: The writes that may carry their log rows in the same statement.
@@ -44,6 +45,10 @@ class Connector(abc.ABC):
     #: Whether ``SELECT ... FOR UPDATE`` means anything (PostgreSQL) or writers are
     #: serialised anyway (SQLite), in which case the explicit row locks are skipped.
     locks_rows: ClassVar[bool] = False
+
+    #: Whether the fused checkpoint statement (``_fused_log_sql``) also deletes the
+    #: applied and cancelled bookmarks it is given as ``p_gone``.
+    fuses_bookmark_deletes: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -204,6 +209,22 @@ class Connector(abc.ABC):
         self._writer = self._autocommit = self._reader = None
         for engine in engines.values():
             await engine.dispose()
+
+    def pool_checked_out(self) -> int:
+        """Database connections in use right now (no I/O: the pool's own count)."""
+        # The engines may share one pool (PostgreSQL's autocommit engine is a view of it).
+        pools = {id(e.pool): e.pool for e in (self._writer, self._reader, self._autocommit) if e is not None}
+        total = 0
+        for pool in pools.values():
+            checkedout = getattr(pool, "checkedout", None)
+            if callable(checkedout):
+                total += int(checkedout())
+        return total
+
+    def notification_listener(self, on_note: Callable[[str], None]) -> Listener | None:
+        """A listener for other replicas' wake-ups, or None where there are none (SQLite:
+        one process owns the database file's work; polling covers the rest)."""
+        return None
 
     async def ping(self) -> None:
         """One cheap round trip; ``StoreUnavailable`` when the database cannot be reached."""

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import functools
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Executable, literal, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Select,
+    and_,
+    bindparam,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningInsert
 
 from flowkeeper.records import (
     JSON,
+    BookmarkKind,
+    BookmarkRecord,
     EventRecord,
 )
 from flowkeeper.store import rows
@@ -51,6 +68,25 @@ class EventQueries(Connector):
         ``p_payload`` and returning a row when it delivered; None when the dialect
         cannot (four statements do it then)."""
         return None
+
+    # -- finding the bookmarks an event resumes -------------------------------------------------
+
+    async def event_candidates(
+        self, event_type: str, correlations: Sequence[tuple[str, str]], known_specs: Collection[str]
+    ) -> tuple[list[BookmarkRecord], set[str]]:
+        """Bookmarks an event may resume (by index) and the correlation specs not yet known."""
+        query = _candidates_sql(len(correlations), bool(known_specs))
+        params: dict[str, Any] = {"p_type": event_type, "p_known": list(known_specs)}
+        for n, (spec, value) in enumerate(correlations):
+            params[f"p_from_{n}"], params[f"p_value_{n}"] = spec, value
+        async with self._reading("event_candidates") as conn:
+            found = [rows.bookmark(r) for r in await conn.execute(query, params)]
+        known = set(known_specs)
+        unknown = {b.correlation_from for b in found if b.correlation_from is not None} - known
+        if unknown:  # the probe's rows stand for their specs only
+            found = [b for b in found if b.correlation_from is None or b.correlation_from in known]
+        found.sort(key=lambda b: (b.created_on or _EPOCH, b.id))
+        return found, unknown
 
     # -- events --------------------------------------------------------------------------------
 
@@ -147,3 +183,55 @@ class EventQueries(Connector):
             return int((await conn.execute(self._sql.delete_events, params)).rowcount)
 
         return await self._write("delete_events", delete, autocommit=True)
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=64)
+def _candidates_sql(correlation_count: int, any_known: bool) -> Select[Any]:
+    """The bookmarks matching by type and correlation, UNION ALL one bookmark of each
+    correlation spec of the type outside ``p_known``.
+
+    The specs are listed by a loose index scan (a recursive CTE hopping from one distinct
+    ``correlation_from`` to the next in ``ix_workflow_bookmark_correlation``): as many
+    index probes as there are specs, however many bookmarks wait. Built once per shape
+    (number of correlation pairs, whether any spec is known).
+    """
+    event_type = bindparam("p_type", type_=_b.event_type.type)
+    waiting = and_(_b.kind == BookmarkKind.EVENT.value, _b.is_consumed == false())
+    uncorrelated = _b.correlation_from.is_(None)
+    pairs = [
+        and_(
+            _b.correlation_from == bindparam(f"p_from_{n}"),
+            _b.correlation_value == bindparam(f"p_value_{n}"),
+        )
+        for n in range(correlation_count)
+    ]
+    matches = select(workflow_bookmark).where(
+        waiting,
+        or_(_b.event_type == event_type, _b.event_type.is_(None)),
+        or_(uncorrelated, *pairs),
+    )
+    inner = workflow_bookmark.alias("spec_hop")
+    of_type = and_(inner.c.is_consumed == false(), inner.c.event_type == event_type)
+    specs = (
+        select(func.min(inner.c.correlation_from).label("spec"))
+        .where(of_type, inner.c.correlation_from.is_not(None))
+        .cte("specs", recursive=True)
+    )
+    hop = select(func.min(inner.c.correlation_from)).where(of_type, inner.c.correlation_from > specs.c.spec)
+    specs = specs.union_all(select(hop.scalar_subquery()).where(specs.c.spec.is_not(None)))
+    sample = workflow_bookmark.alias("sample")
+    one_of_spec = (
+        select(sample.c.id)
+        .where(sample.c.is_consumed == false(), sample.c.event_type == event_type)
+        .where(sample.c.correlation_from == specs.c.spec)
+        .limit(1)
+        .scalar_subquery()
+    )
+    unknown: ColumnElement[bool] = specs.c.spec.is_not(None)
+    if any_known:
+        unknown = and_(unknown, specs.c.spec.not_in(bindparam("p_known", expanding=True)))
+    probe = select(workflow_bookmark).where(_b.id.in_(select(one_of_spec).where(unknown)))
+    return union_all(matches, probe)  # type: ignore[return-value]

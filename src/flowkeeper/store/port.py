@@ -7,7 +7,7 @@ in :class:`~flowkeeper.errors.StoreError` subclasses with the cause kept.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -25,6 +25,8 @@ from flowkeeper.records import (
     OutboxStatus,
     TimerRecord,
 )
+from flowkeeper.schedule_records import ScheduleKind, ScheduleRecord
+from flowkeeper.store.notifications import Listener
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,19 @@ class InstancePage:
 
     items: list[InstanceRecord]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What ``deliver_and_claim`` did: delivered or not and, when it could also claim the
+    woken instance, the claimed record with what its run needs to resume."""
+
+    delivered: bool
+    claimed: InstanceRecord | None = None
+    #: The claimed instance's consumed bookmarks, oldest first.
+    consumed: tuple[BookmarkRecord, ...] = ()
+    #: The claimed instance's pending timers, earliest first.
+    timers: tuple[TimerRecord, ...] = ()
 
 
 class Store(Protocol):
@@ -70,6 +85,13 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """A cheap round trip; raises ``StoreUnavailable`` when the database is unreachable."""
+
+    def pool_checked_out(self) -> int:
+        """Database connections in use right now (read at metrics scrape time; no I/O)."""
+
+    def notification_listener(self, on_note: Callable[[str], None]) -> Listener | None:
+        """Other replicas' wake-ups (PostgreSQL ``LISTEN``; see ``store.notifications``),
+        or None where the database has none (SQLite)."""
 
     # -- definitions -------------------------------------------------------------------
     async def put_definition(self, record: DefinitionRecord) -> tuple[DefinitionRecord, bool]:
@@ -129,7 +151,8 @@ class Store(Protocol):
         """
 
     async def claim_instance(self, instance_id: str, owner: str, lease: timedelta) -> InstanceRecord | None:
-        """Claim one given instance if it is runnable and its lease is free, expired or already ours."""
+        """Claim one given instance if it is runnable and its lease is free or expired
+        (a lease of ``owner``'s own is not taken again: a run of that owner holds it)."""
 
     async def renew_lease(self, instance_id: str, owner: str, fencing_token: int, lease: timedelta) -> bool:
         """Extend a lease we hold; False if we lost it."""
@@ -154,16 +177,19 @@ class Store(Protocol):
     async def list_bookmarks(self, instance_id: str, *, consumed: bool | None = None) -> list[BookmarkRecord]:
         """An instance's bookmarks, oldest first; ``consumed`` filters on ``is_consumed``."""
 
-    async def find_event_bookmarks(
-        self, event_type: str, correlations: Sequence[tuple[str, str]] | None = None
-    ) -> list[BookmarkRecord]:
-        """Unconsumed ``event`` bookmarks whose ``event_type`` equals ``event_type`` or is NULL,
-        oldest first. With ``correlations`` ((``correlation_from``, ``correlation_value``)
-        pairs), a bookmark that carries a correlation is returned only when its pair is
-        one of them (bookmarks without one always are)."""
+    async def event_candidates(
+        self, event_type: str, correlations: Sequence[tuple[str, str]], known_specs: Collection[str]
+    ) -> tuple[list[BookmarkRecord], set[str]]:
+        """The bookmarks an event of ``event_type`` may resume, found by index, and the
+        correlation specs the caller did not know, in one round trip.
 
-    async def correlation_specs(self, event_type: str) -> list[str]:
-        """The distinct ``correlation_from`` values of unconsumed event bookmarks of a type."""
+        Bookmarks: unconsumed ``event`` bookmarks whose ``event_type`` equals
+        ``event_type`` or is NULL, oldest first, those carrying a correlation only when
+        their (``correlation_from``, ``correlation_value``) is one of ``correlations``.
+        Unknown specs: the distinct ``correlation_from`` of unconsumed bookmarks of the
+        type that are not in ``known_specs``. When there are any, the answer may miss
+        bookmarks of those specs: evaluate them on the event and ask again.
+        """
 
     async def resume_bookmark(self, bookmark_id: str, payload: JSON) -> bool:
         """Consume a bookmark exactly once and make its instance runnable.
@@ -183,6 +209,16 @@ class Store(Protocol):
         Each fired timer is deleted and its bookmark consumed with payload
         ``{"timer": id, "firedAt": iso-8601}``, making the instance runnable.
         """
+
+    async def count_due_timers(self) -> int:
+        """How many timers are due (database clock) and not fired yet (for metrics)."""
+
+    async def fire_and_claim_timers(
+        self, limit: int, owner: str, lease: timedelta
+    ) -> tuple[list[TimerRecord], list[Delivery]]:
+        """``fire_due_timers`` (database clock), then claim the woken instances whose lease is
+        free or expired for ``owner``, with what their runs resume from (one ``Delivery``
+        per claimed instance). PostgreSQL does all of it in one round trip."""
 
     async def list_timers(self, instance_id: str) -> list[TimerRecord]:
         """An instance's pending timers."""
@@ -252,6 +288,13 @@ class Store(Protocol):
         ``running``, unless manually suspended).
         """
 
+    async def deliver_and_claim(
+        self, bookmark_id: str, event_key: str, payload: JSON, owner: str, lease: timedelta
+    ) -> Delivery:
+        """``deliver_event``, then, when the instance is runnable and its lease free or
+        expired, claim it as ``claim_instance`` does and read its consumed bookmarks and
+        timers. PostgreSQL does all of it in one round trip."""
+
     async def delete_events(self, received_before: datetime, limit: int = 1000) -> int:
         """Drop kept events (and their deliveries) received before a time; how many."""
 
@@ -261,3 +304,108 @@ class Store(Protocol):
 
     async def list_outbox(self, status: OutboxStatus | None = None, limit: int = 100) -> list[OutboxRecord]:
         """Outbox rows, oldest first."""
+
+    # -- cleanup (retention; each call one bounded batch in one transaction) ----------------
+    async def delete_finished_instances(self, completed_before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` terminal instances (completed, failed, cancelled) whose
+        ``completed_on`` is before a time, oldest first, with their bookmarks, timers,
+        execution log and event deliveries (their outbox rows have their own retention).
+        An instance with a child that is not terminal is kept. Returns how many instances."""
+
+    async def delete_log_entries(self, before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` execution-log rows with ``at`` before a time, of terminal
+        instances only (a live instance's log is never touched). Returns how many."""
+
+    async def delete_delivered_outbox(self, before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` outbox rows with status ``delivered`` delivered (and
+        created) before a time; pending, processing and dead rows stay. Returns how many."""
+
+    # -- outbox processor (delivery of emitted events to external sinks) ------------------
+    # A row is due when ``pending`` with ``next_attempt_at`` <= db now, or ``processing``
+    # with an expired claim (its ``next_attempt_at`` passed: the claimer crashed or hangs).
+    # The settling writes succeed only while the row is still ``processing`` and
+    # ``claimed_by`` the caller; each returns False otherwise (nothing written).
+    async def claim_outbox(self, owner: str, limit: int, claim_timeout: timedelta) -> list[OutboxRecord]:
+        """Claim up to ``limit`` due rows, most overdue first: each becomes ``processing``
+        with ``claimed_by`` = owner and ``next_attempt_at`` = db now + claim_timeout (when
+        the claim runs out). PostgreSQL uses ``FOR UPDATE SKIP LOCKED``, so concurrent
+        claimers never get the same row. Returned oldest (``created_on``) first."""
+
+    async def complete_outbox(self, outbox_id: str, owner: str, delivered_to: Sequence[str]) -> bool:
+        """Mark a claimed row ``delivered`` (``delivered_on`` = db now, attempts + 1),
+        recording the sinks it reached."""
+
+    async def complete_outbox_many(self, owner: str, delivered: Mapping[str, Sequence[str]]) -> set[str]:
+        """``complete_outbox`` for many rows (id -> sinks reached) in one statement per
+        distinct set of sinks; returns the ids that were still claimed by ``owner``."""
+
+    async def retry_outbox(
+        self, outbox_id: str, owner: str, delivered_to: Sequence[str], error: str, retry_in: timedelta
+    ) -> bool:
+        """Give a claimed row back: ``pending``, attempts + 1, ``last_error`` = error, the
+        sinks reached so far kept, due at db now + ``retry_in``."""
+
+    async def dead_letter_outbox(
+        self, outbox_id: str, owner: str, delivered_to: Sequence[str], error: str
+    ) -> bool:
+        """Give up on a claimed row: ``dead``, attempts + 1, ``last_error`` = error."""
+
+    async def requeue_outbox(self, outbox_id: str) -> OutboxRecord:
+        """A ``dead`` row back to ``pending``: attempts 0, due now, claim cleared (the sinks
+        it reached are kept, so only the others get it again). Raises
+        ``OutboxEventNotFound``, or ``InvalidTransition`` when the row is not dead."""
+
+    async def get_outbox(self, outbox_id: str) -> OutboxRecord:
+        """One outbox row; raises ``OutboxEventNotFound``."""
+
+    async def count_outbox(self) -> dict[OutboxStatus, int]:
+        """How many rows are ``pending``, ``processing`` and ``dead`` (each key present;
+        ``delivered`` rows are not counted)."""
+
+    async def page_outbox(
+        self, *, status: OutboxStatus | None = None, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[OutboxRecord], str | None]:
+        """Outbox rows oldest first (optionally of one status), with an opaque keyset cursor;
+        ``ValueError`` for a cursor this store did not issue."""
+
+    # -- schedules (DSL ``schedule``; one row per scheduled namespace/name) ------------------
+    async def put_schedule(
+        self, namespace: str, name: str, version: str, schedule: ScheduleRecord | None
+    ) -> ScheduleRecord | None:
+        """Give ``namespace/name`` the schedule of ``version`` (None: no schedule), but only
+        when ``version`` is its latest deployed version (SemVer, as ``get_definition``);
+        otherwise nothing changes. One transaction. A schedule of the same kind and spec
+        as the stored one keeps its ``next_due``, last instance and pending events (only
+        the version moves on). Returns the schedule stored afterwards."""
+
+    async def get_schedule(self, namespace: str, name: str) -> ScheduleRecord | None:
+        """The schedule of ``namespace/name``, if any."""
+
+    async def list_schedules(self, kind: ScheduleKind | None = None) -> list[ScheduleRecord]:
+        """Every schedule (optionally of one kind), by namespace and name."""
+
+    async def due_schedules(self, limit: int, now: datetime | None = None) -> list[ScheduleRecord]:
+        """Up to ``limit`` schedules with ``next_due`` at or before ``now`` (default: the
+        database clock), earliest first."""
+
+    async def next_schedule_due(self) -> datetime | None:
+        """The earliest ``next_due`` of any schedule."""
+
+    async def finished_after_schedules(self, limit: int) -> list[tuple[ScheduleRecord, datetime | None]]:
+        """Up to ``limit`` ``after`` schedules without ``next_due`` whose last instance is
+        terminal or gone, each with that instance's ``completed_on`` (None when gone)."""
+
+    async def fire_schedule(
+        self,
+        schedule: ScheduleRecord,
+        next_due: datetime | None,
+        instance: InstanceRecord | None = None,
+        *,
+        pending: JSON = None,
+    ) -> bool:
+        """In one transaction: if the stored schedule's ``revision`` is still
+        ``schedule.revision``, set its ``next_due`` and ``pending`` (and, with
+        ``instance``, ``last_instance_id``), bump the revision and insert ``instance``
+        (as ``create_instance`` without a checkpoint). False, and nothing written, when
+        another writer changed the schedule first: of several replicas firing the same
+        tick, exactly one starts its instance."""

@@ -7,6 +7,7 @@ timer services run side by side without ever taking the same row.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar
@@ -15,15 +16,18 @@ from sqlalchemy import (
     ColumnElement,
     Executable,
     Insert,
+    Integer,
     Interval,
     Select,
     Table,
     Text,
     bindparam,
+    delete,
     false,
     func,
     insert,
     select,
+    text,
     true,
     update,
 )
@@ -32,9 +36,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
-from flowkeeper.records import InstanceStatus
+from flowkeeper.records import JSON, InstanceStatus, TimerRecord
+from flowkeeper.store import rows
 from flowkeeper.store.base import SqlStore
 from flowkeeper.store.connector import FusedWrite
+from flowkeeper.store.notifications import Listener, PostgresListener
+from flowkeeper.store.port import Delivery
 from flowkeeper.store.statements import Statements
 from flowkeeper.store.tables import (
     UTCDateTime,
@@ -51,6 +58,7 @@ class PostgresStore(SqlStore):
 
     locks_rows: ClassVar[bool] = True
     warms_pool: ClassVar[bool] = True
+    fuses_bookmark_deletes: ClassVar[bool] = True
 
     def _create_engines(self) -> tuple[AsyncEngine, AsyncEngine, AsyncEngine]:
         engine = create_async_engine(
@@ -99,16 +107,105 @@ class PostgresStore(SqlStore):
     def _fused(self) -> dict[FusedWrite, Select[Any]]:
         return {
             "create": _fuse_log_insert(self._sql.create_instance),
-            "checkpoint": _fuse_log_insert(self._sql.checkpoint_keep_lease),
-            "checkpoint_release_lease": _fuse_log_insert(self._sql.checkpoint_release_lease),
+            "checkpoint": _fuse_log_insert(self._sql.checkpoint_keep_lease, delete_gone=True),
+            "checkpoint_release_lease": _fuse_log_insert(
+                self._sql.checkpoint_release_lease, delete_gone=True
+            ),
         }
 
     def _fused_delivery_sql(self) -> Executable | None:
         return self._fused_delivery
 
+    async def fire_and_claim_timers(
+        self, limit: int, owner: str, lease: timedelta
+    ) -> tuple[list[TimerRecord], list[Delivery]]:
+        """One call of ``flowkeeper_fire_timers`` (migration 0006)."""
+        if limit < 1:
+            return [], []
+        params = {"p_limit": limit, "p_owner": owner, "p_lease": lease}
+
+        async def fire(conn: AsyncConnection) -> tuple[list[TimerRecord], list[Delivery]]:
+            fired: list[TimerRecord] = []
+            claimed: list[Delivery] = []
+            for row in await conn.execute(_FIRE_AND_CLAIM, params):
+                if row.fired is not None:
+                    fired.append(rows.timer(_Composite(row.fired)))
+                else:
+                    claimed.append(
+                        Delivery(
+                            True,
+                            rows.instance(_Composite(row.claimed)),
+                            tuple(rows.bookmark(_Composite(b)) for b in row.consumed or ()),
+                            tuple(rows.timer(_Composite(t)) for t in row.timers or ()),
+                        )
+                    )
+            return fired, claimed
+
+        return await self._write("fire_due_timers", fire, autocommit=True)
+
+    def notification_listener(self, on_note: Callable[[str], None]) -> Listener | None:
+        return PostgresListener(self._db_url, on_note, connect_timeout=self.connect_timeout)
+
+    async def deliver_and_claim(
+        self, bookmark_id: str, event_key: str, payload: JSON, owner: str, lease: timedelta
+    ) -> Delivery:
+        """One call of ``flowkeeper_deliver_event`` (migration 0006): the lock, the
+        delivery, the claim and the reads of the resume in one round trip."""
+        params = {
+            "p_bookmark_id": bookmark_id,
+            "p_event_key": event_key,
+            "p_payload": payload,
+            "p_owner": owner,
+            "p_lease": lease,
+        }
+
+        async def deliver(conn: AsyncConnection) -> Delivery:
+            row = (await conn.execute(_DELIVER_AND_CLAIM, params)).one()
+            if row.claimed is None:
+                return Delivery(bool(row.delivered))
+            return Delivery(
+                True,
+                rows.instance(_Composite(row.claimed)),
+                tuple(rows.bookmark(_Composite(b)) for b in row.consumed or ()),
+                tuple(rows.timer(_Composite(t)) for t in row.timers or ()),
+            )
+
+        return await self._write("deliver_event", deliver, autocommit=True)
+
     @cached_property
     def _fused_delivery(self) -> Select[Any]:
         return _fuse_delivery(self._sql)
+
+
+_DELIVER_AND_CLAIM = text(
+    "SELECT delivered, claimed, consumed, timers FROM "
+    "flowkeeper_deliver_event(:p_bookmark_id, :p_event_key, :p_payload, :p_owner, :p_lease)"
+).bindparams(
+    bindparam("p_bookmark_id", type_=Text()),
+    bindparam("p_event_key", type_=Text()),
+    bindparam("p_payload", type_=JSONB(none_as_null=True)),
+    bindparam("p_owner", type_=Text()),
+    bindparam("p_lease", type_=Interval()),
+)
+
+
+_FIRE_AND_CLAIM = text(
+    "SELECT fired, claimed, consumed, timers FROM flowkeeper_fire_timers(:p_limit, :p_owner, :p_lease)"
+).bindparams(
+    bindparam("p_limit", type_=Integer()),
+    bindparam("p_owner", type_=Text()),
+    bindparam("p_lease", type_=Interval()),
+)
+
+
+class _Composite:
+    """A composite value (a row of a table type, as asyncpg decodes it) seen as a result
+    row, so the row converters of :mod:`flowkeeper.store.rows` read it."""
+
+    __slots__ = ("_mapping",)
+
+    def __init__(self, record: Any) -> None:
+        self._mapping = record
 
 
 def _fuse_delivery(sql: Statements) -> Select[Any]:
@@ -176,13 +273,18 @@ def _fuse_delivery(sql: Statements) -> Select[Any]:
     return select(consumed.c.instance_id).add_cte(counted).add_cte(woken)
 
 
-def _fuse_log_insert(write: ReturningInsert[Any] | ReturningUpdate[Any]) -> Select[Any]:
+def _fuse_log_insert(
+    write: ReturningInsert[Any] | ReturningUpdate[Any], *, delete_gone: bool = False
+) -> Select[Any]:
     """``WITH w AS (<write> RETURNING *), l AS (INSERT INTO log SELECT ... FROM w,
     unnest(arrays) WITH ORDINALITY) SELECT * FROM w``.
 
     One round trip instead of BEGIN, INSERT/UPDATE, INSERT, COMMIT. Atomic as a
     statement; when a checkpoint's guard matches no row, ``w`` is empty, so no log row
     is inserted either. Log rows are numbered from the written ``log_seq``.
+    ``delete_gone``: also delete the instance's applied and cancelled bookmarks
+    (``p_gone``), again only when the guard matched (the instance row, locked by the
+    UPDATE, is what every other writer of its bookmarks locks first).
     """
     updated = write.cte("written")
     entries = (
@@ -210,4 +312,16 @@ def _fuse_log_insert(write: ReturningInsert[Any] | ReturningUpdate[Any]) -> Sele
     ).select_from(updated.join(entries, true()))
     columns = ["instance_id", "seq", "reference", "name", "task_type", "event", "at", "detail"]
     inserted = insert(log).from_select(columns, rows).cte("inserted")
-    return select(updated).add_cte(inserted)
+    fused = select(updated).add_cte(inserted)
+    if delete_gone:
+        b = workflow_bookmark.c
+        gone = (
+            delete(workflow_bookmark)
+            .where(
+                b.instance_id.in_(select(updated.c.id).scalar_subquery()),
+                b.id == func.any(bindparam("p_gone", type_=ARRAY(Text()))),
+            )
+            .cte("gone")
+        )
+        fused = fused.add_cte(gone)
+    return fused

@@ -10,9 +10,9 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Row
 
@@ -33,6 +33,15 @@ from flowkeeper.records import (
 # -- rows -> records --------------------------------------------------------------------
 
 
+class MappedRow(Protocol):
+    """A result row, or anything else whose ``_mapping`` reads columns by name (a
+    composite value PostgreSQL returned for a table's row type)."""
+
+    @property
+    def _mapping(self) -> Mapping[Any, Any]: ...
+
+
+
 def definition(row: Row[Any]) -> DefinitionRecord:
     m = row._mapping
     return DefinitionRecord(
@@ -46,7 +55,7 @@ def definition(row: Row[Any]) -> DefinitionRecord:
     )
 
 
-def instance(row: Row[Any]) -> InstanceRecord:
+def instance(row: MappedRow) -> InstanceRecord:
     m = row._mapping
     return InstanceRecord(
         id=m["id"],
@@ -74,7 +83,7 @@ def instance(row: Row[Any]) -> InstanceRecord:
     )
 
 
-def bookmark(row: Row[Any]) -> BookmarkRecord:
+def bookmark(row: MappedRow) -> BookmarkRecord:
     m = row._mapping
     return BookmarkRecord(
         id=m["id"],
@@ -92,7 +101,7 @@ def bookmark(row: Row[Any]) -> BookmarkRecord:
     )
 
 
-def timer(row: Row[Any]) -> TimerRecord:
+def timer(row: MappedRow) -> TimerRecord:
     m = row._mapping
     return TimerRecord(
         id=m["id"],
@@ -117,6 +126,8 @@ def outbox(row: Row[Any]) -> OutboxRecord:
         last_error=m["last_error"],
         created_on=m["created_on"],
         delivered_on=m["delivered_on"],
+        delivered_to=tuple(m["delivered_to"] or ()),
+        claimed_by=m["claimed_by"],
     )
 
 
@@ -221,6 +232,8 @@ def outbox_params(record: OutboxRecord) -> dict[str, Any]:
         "p_last_error": record.last_error,
         "p_created_on": record.created_on,
         "p_delivered_on": record.delivered_on,
+        "p_delivered_to": list(record.delivered_to) or None,
+        "p_claimed_by": record.claimed_by,
     }
 
 

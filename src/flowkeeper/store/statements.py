@@ -177,11 +177,9 @@ class Statements:
     def claim_one(self) -> ReturningUpdate[Any]:
         return (
             update(workflow_instance)
-            .where(
-                _i.id == param(_i.id),
-                _i.status.in_(_RUNNABLE),
-                or_(self._lease_free(workflow_instance), _i.lease_owner == param(_i.lease_owner)),
-            )
+            # Only a free or expired lease: one of ours means a run of this process holds
+            # it, and claiming again would fence that run (two runs, one wasted).
+            .where(_i.id == param(_i.id), _i.status.in_(_RUNNABLE), self._lease_free(workflow_instance))
             .values(self._claim_values())
             .returning(*workflow_instance.c)
         )

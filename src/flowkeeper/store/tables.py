@@ -172,6 +172,10 @@ workflow_outbox = Table(
     Column("last_error", Text),
     Column("created_on", UTCDateTime, nullable=False),
     Column("delivered_on", UTCDateTime),
+    # Added by 0004: the sink names reached so far (a retry skips them; NULL: none) and
+    # the processor that claimed the row (its claim ends at next_attempt_at).
+    Column("delivered_to", json_type()),
+    Column("claimed_by", Text),
 )
 
 workflow_execution_log = Table(
@@ -218,6 +222,27 @@ workflow_event_delivery = Table(
     _id("bookmark_id", nullable=False),
     Column("delivered_on", UTCDateTime, nullable=False),
 )
+
+workflow_schedule = Table(
+    "workflow_schedule",
+    metadata,
+    # Added by 0005: the DSL ``schedule`` of the latest deployed version of a workflow.
+    Column("namespace", String(255), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("version", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("spec", json_type(), nullable=False),
+    # The next tick; NULL for ``on`` and for ``after`` while its last run goes on.
+    Column("next_due", UTCDateTime),
+    _id("last_instance_id"),
+    # ``on: all``: the incomplete event sets.
+    Column("pending", json_type()),
+    # Bumped by every write; each change is conditional on the revision it was read at.
+    Column("revision", Integer, nullable=False),
+    Column("updated_on", UTCDateTime, nullable=False),
+)
+# The scheduler's "what is due" and "when is the next tick".
+Index("ix_workflow_schedule_next_due", workflow_schedule.c.next_due)
 
 _i, _b, _t, _o, _l, _e, _d = (
     workflow_instance.c,
@@ -290,6 +315,14 @@ Index("ix_workflow_timer_due_at", _t.due_at)
 Index("ix_workflow_timer_instance_id", _t.instance_id)
 Index("ux_workflow_execution_log_instance_id_seq", _l.instance_id, _l.seq, unique=True)
 Index("ix_workflow_outbox_created_on", _o.created_on)
+# Dead letters, oldest first: few rows, listed and counted without scanning delivered ones.
+Index(
+    "ix_workflow_outbox_dead",
+    _o.created_on,
+    _o.id,
+    postgresql_where=_o.status == "dead",
+    sqlite_where=_o.status == "dead",
+)
 # recent_events (a listen that starts late looks back for its type); retention cleanup.
 Index("ix_workflow_event_type_received_on", _e.type, _e.received_on)
 Index("ix_workflow_event_received_on", _e.received_on)

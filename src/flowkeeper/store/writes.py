@@ -145,16 +145,17 @@ async def consume(
     return Consumed(owners, frozenset(woken.scalars()))
 
 
-def only_log(cp: Checkpoint, status: InstanceStatus) -> bool:
-    """True when a checkpoint writes nothing but the instance row (left in ``status``) and log rows.
+def only_log(cp: Checkpoint, status: InstanceStatus, *, bookmark_deletes: bool = False) -> bool:
+    """True when a checkpoint writes nothing but the instance row (left in ``status``) and
+    log rows (and, with ``bookmark_deletes``, deletes applied or cancelled bookmarks).
 
     A ``suspended`` instance is excluded: it needs the wake-up check after its write.
     """
+    deletes = not bookmark_deletes and (cp.applied_bookmarks or cp.cancelled_bookmarks)
     return InstanceStatus(status) is not InstanceStatus.SUSPENDED and not (
         cp.new_instances
         or cp.new_bookmarks
-        or cp.applied_bookmarks
-        or cp.cancelled_bookmarks
+        or deletes
         or cp.new_timers
         or cp.cancelled_timers
         or cp.outbox

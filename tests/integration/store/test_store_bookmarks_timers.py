@@ -11,18 +11,24 @@ from flowkeeper.store import Store
 MINUTE = timedelta(minutes=1)
 
 
-async def test_find_event_bookmarks_by_type_or_any_type(store: Store, make) -> None:
+async def _candidates(store: Store, event_type: str) -> set[str]:
+    found, unknown = await store.event_candidates(event_type, [], set())
+    assert unknown == set()
+    return {b.id for b in found}
+
+
+async def test_event_candidates_by_type_or_any_type(store: Store, make) -> None:
     _, ping = await make.suspended_on(store, event_type="com.example.ping")
     _, anything = await make.suspended_on(store, event_type=None)
     await make.suspended_on(store, event_type="com.example.other")
     await make.suspended_on(store, BookmarkKind.MANUAL, event_type=None)  # not an event bookmark
-    found = await store.find_event_bookmarks("com.example.ping")
+    found, _ = await store.event_candidates("com.example.ping", [], set())
     assert {b.id for b in found} == {ping.id, anything.id}
     assert next(b for b in found if b.id == ping.id).filter == ping.filter
-    assert {b.id for b in await store.find_event_bookmarks("com.example.unknown")} == {anything.id}
+    assert await _candidates(store, "com.example.unknown") == {anything.id}
     # Consumed bookmarks are no longer candidates.
     assert await store.resume_bookmark(ping.id, {"data": 1})
-    assert {b.id for b in await store.find_event_bookmarks("com.example.ping")} == {anything.id}
+    assert await _candidates(store, "com.example.ping") == {anything.id}
 
 
 async def test_resume_consumes_once_and_makes_the_instance_runnable(store: Store, make) -> None:

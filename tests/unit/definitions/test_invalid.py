@@ -38,6 +38,17 @@ CASES = {
         "'version' is required",
     ),
     "missing-do": (HEADER, "", "'do' is required"),
+    # schedule
+    "schedule-impossible-cron": (
+        HEADER + "schedule: {cron: '0 0 30 2 *'}\ndo:\n  - a: {set: {x: 1}}\n",
+        "/schedule/cron",
+        "never matches",
+    ),
+    "schedule-two-ways": (
+        HEADER + "schedule: {cron: '* * * * *', every: {minutes: 1}}\ndo:\n  - a: {set: {x: 1}}\n",
+        "/schedule",
+        "exactly one of every, cron, after and on",
+    ),
     "bad-name": (
         "document: {dsl: '1.0.0', namespace: test, name: 'My Flow', version: '0.1.0'}\ndo: []\n",
         "/document/name",

@@ -1,0 +1,192 @@
+"""The timer service: fires durable timers (waits, retry back-offs, timeouts) at their due time.
+
+Near timers are held in memory as due times and fired when they come due; the
+database is asked again after each firing and every ``processing_interval`` (the
+safety net for timers nobody told this process about). Due times are on the database
+clock: the service keeps the offset between the host's clock and the database's,
+measured at each poll, and the store's ``fire_due_timers`` decides on the database
+clock, so replicas with skewed host clocks still fire on time and exactly once (the
+store deletes a fired timer in the transaction that consumes its bookmark; replicas
+skip each other's locked rows).
+
+Timers due further away than ``long_running_threshold`` are not held in memory: they
+stay in the database until a poll finds them near.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from flowkeeper.config import TimerServiceSettings
+from flowkeeper.runtime import Engine
+from flowkeeper.services.base import ServiceHealth
+
+log = logging.getLogger("flowkeeper.timers")
+
+#: When a timer we expected is not fired (our estimate of the database clock is a hair
+#: ahead, or another replica holds the instance right now), look again this much later,
+#: doubling while it keeps happening, rather than a whole interval later.
+_RECHECK = 0.002
+_RECHECK_MAX = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFigures:
+    """What the timer service has done since it started, for metrics."""
+
+    fired: int = 0
+    passes: int = 0
+    failed_passes: int = 0
+    #: Due times held in memory now (timers this process expects to fire soon).
+    near: int = 0
+
+
+class TimerService:
+    """A :class:`~flowkeeper.services.base.BackgroundService` firing due timers."""
+
+    name = "timer-service"
+
+    def __init__(self, engine: Engine, settings: TimerServiceSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._near: list[float] = []  # heap of due times, epoch seconds on the database clock
+        self._offset = 0.0  # database clock minus host clock, seconds
+        self._wake = asyncio.Event()
+        self._last_error: str | None = None
+        self._running = False
+        self._fired = self._passes = self._failed = 0
+        self._recheck = _RECHECK
+        engine.timer_listeners.append(self.expect)
+
+    # -- BackgroundService -----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fire timers as they come due until ``stop`` is set."""
+        self._running = True
+        interval = self.settings.processing_interval.total_seconds()
+        backoff = 0.1
+        next_poll = 0.0
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    if time.monotonic() >= next_poll:
+                        await self._poll()
+                        next_poll = time.monotonic() + interval
+                    if self._near and self._near[0] <= self._db_now():
+                        await self._fire_due()
+                    self._last_error = None
+                    backoff = 0.1
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the database went away: report, back off, go on
+                    self._failed += 1
+                    self._last_error = f"{type(exc).__name__}: {exc}"
+                    log.error("Timer service pass failed (%s); retrying in %.1fs", self._last_error, backoff)
+                    next_poll = 0.0
+                    await self._sleep(stop, backoff)
+                    backoff = min(backoff * 2, interval)
+                    continue
+                wait = next_poll - time.monotonic()
+                if self._near:
+                    wait = min(wait, self._near[0] - self._db_now())
+                await self._sleep(stop, wait)
+        finally:
+            self._running = False
+
+    def wake(self) -> None:
+        """Look at the database now (a notification said timers changed)."""
+        self._wake.set()
+
+    def health(self) -> ServiceHealth:
+        if not self._running:
+            return ServiceHealth("Unhealthy", "not running")
+        if self._last_error is not None:
+            return ServiceHealth("Degraded", f"last pass failed: {self._last_error}")
+        return ServiceHealth("Healthy", f"{len(self._near)} near timer(s) held, {self._fired} fired")
+
+    def figures(self) -> TimerFigures:
+        return TimerFigures(self._fired, self._passes, self._failed, len(self._near))
+
+    # -- what others tell us ---------------------------------------------------------------------
+
+    def expect(self, due_times: Iterable[datetime | float]) -> None:
+        """Timers were created (here, or by another replica: a notification) due at these
+        times (database clock): hold the near ones and wake up for them."""
+        horizon = self._db_now() + self.settings.long_running_threshold.total_seconds()
+        earliest = self._near[0] if self._near else None
+        for due in due_times:
+            at = due.timestamp() if isinstance(due, datetime) else float(due)
+            if at <= horizon:
+                heapq.heappush(self._near, at)
+        if self._near and (earliest is None or self._near[0] < earliest):
+            self._wake.set()
+
+    # -- work ------------------------------------------------------------------------------------
+
+    def _db_now(self) -> float:
+        return time.time() + self._offset
+
+    async def _poll(self) -> None:
+        """Measure the clock offset and take the next due time from the database."""
+        store = self.engine.store
+        before = time.time()
+        db_now = (await store.now()).timestamp()
+        self._offset = db_now - (before + time.time()) / 2
+        self._passes += 1
+        due = await store.next_timer_due()
+        self._near = []
+        if due is not None:
+            self.expect([due])
+
+    async def _fire_due(self) -> None:
+        """Fire everything due now, batch after batch, then learn the next due time."""
+        engine = self.engine
+        batch = self.settings.batch_size
+        while True:
+            # Fired and claimed for us in one go: the woken instances run here at once.
+            fired, claimed = await engine.store.fire_and_claim_timers(batch, engine.owner, engine.lease)
+            if fired:
+                self._fired += len(fired)
+                for delivery in claimed:
+                    engine.run_delivered(delivery)
+                taken = {d.claimed.id for d in claimed if d.claimed is not None}
+                others = [t.instance_id for t in fired if t.instance_id not in taken]
+                if others:
+                    # A run of ours takes the fired timer at once (a task timeout while it
+                    # calls out); for the rest another worker holds the lease, or the
+                    # dispatcher claims them.
+                    engine.poke(others)
+                    engine.notify_work()
+                self._recheck = _RECHECK
+            if len(fired) < batch:
+                break
+        now = self._db_now()
+        while self._near and self._near[0] <= now:
+            heapq.heappop(self._near)
+        due = await engine.store.next_timer_due()
+        if due is not None:
+            at = due.timestamp()
+            if at <= now:  # due, yet not fired: look again shortly, then less often
+                at = now + self._recheck
+                self._recheck = min(self._recheck * 2, _RECHECK_MAX)
+            self.expect([at])
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        if seconds <= 0 or stop.is_set():
+            return
+        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter

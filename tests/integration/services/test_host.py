@@ -1,0 +1,44 @@
+"""The services host: every background service runs, reports its health, exposes its
+figures as metrics, and stops gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from flowkeeper.config import load_settings
+from flowkeeper.records import InstanceStatus
+from flowkeeper.services import ServiceHost
+from flowkeeper.services.metrics import ServiceCollector
+from tests.integration.runtime.conftest import GUARD, deploy
+
+SERVICES = {"dispatcher", "timer-service", "outbox-processor", "cleanup-service", "scheduler"}
+
+
+async def test_the_host_runs_every_service_and_reports_them(engines) -> None:
+    engine = engines()
+    host = ServiceHost(engine, load_settings(env={}))
+    registry = CollectorRegistry()
+    registry.register(ServiceCollector(host))
+    await host.start()
+    try:
+        await deploy(engine, "do:\n  - pause:\n      wait: {milliseconds: 50}\n  - done:\n      set: {ok: true}\n")
+        started = await engine.start("tests", "wf", None, {})
+        async with asyncio.timeout(GUARD):
+            finished = await engine.wait_for(started.id)
+        assert finished.status is InstanceStatus.COMPLETED
+
+        health = await host.check()
+        assert SERVICES <= set(health)
+        assert {health[name].status for name in SERVICES} == {"Healthy"}
+        if engine.store.url.startswith("postgresql"):
+            assert "notifications" in health
+        exposition = generate_latest(registry).decode()
+        assert "workflow_timers_fired_total 1.0" in exposition
+        assert "workflow_leases_held 0.0" in exposition
+        for name in SERVICES:
+            assert f'workflow_service_healthy{{service="{name}"}} 1.0' in exposition
+    finally:
+        await host.stop(grace=5.0)
+    assert (await host.check())["dispatcher"].status == "Unhealthy"  # stopped

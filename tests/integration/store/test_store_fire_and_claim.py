@@ -1,0 +1,88 @@
+"""``fire_and_claim_timers``: due timers fired once (database clock) and their woken
+instances claimed for the caller with what their runs resume from (one round trip on
+PostgreSQL), with the same rules as ``fire_due_timers``."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from flowkeeper.records import BookmarkKind, InstanceStatus
+from flowkeeper.store import Store
+
+MINUTE = timedelta(minutes=1)
+
+
+async def _waiting(store: Store, make, due_at: datetime, **checkpoint):  # type: ignore[no-untyped-def]
+    instance = await make.claimed(store)
+    bookmark = make.bookmark(instance.id, kind=BookmarkKind.TIMER, event_type=None, filter=None)
+    timer = make.timer(bookmark, due_at)
+    await store.checkpoint(
+        make.checkpoint(
+            instance,
+            status=InstanceStatus.SUSPENDED,
+            new_bookmarks=(bookmark,),
+            new_timers=(timer,),
+            release_lease=True,
+            **checkpoint,
+        )
+    )
+    return instance, bookmark, timer
+
+
+async def test_fires_due_timers_and_claims_their_instances(store: Store, make) -> None:
+    now = await store.now()
+    instance, bookmark, due = await _waiting(store, make, now - timedelta(seconds=1))
+    later_instance, _, later = await _waiting(store, make, now + timedelta(hours=1))
+
+    fired, claimed = await store.fire_and_claim_timers(100, "replica-a", MINUTE)
+
+    assert [t.id for t in fired] == [due.id]
+    assert fired[0].due_at == due.due_at
+    [delivery] = claimed
+    assert delivery.claimed is not None
+    assert delivery.claimed == await store.get_instance(instance.id)
+    assert delivery.claimed.status is InstanceStatus.RUNNING
+    assert delivery.claimed.lease_owner == "replica-a"
+    assert delivery.claimed.fencing_token == instance.fencing_token + 1
+    [consumed] = delivery.consumed
+    assert consumed.id == bookmark.id and consumed.is_consumed
+    assert consumed.payload["timer"] == due.id
+    assert datetime.fromisoformat(consumed.payload["firedAt"]) >= due.due_at
+    assert delivery.timers == ()
+    assert [t.id for t in await store.list_timers(later_instance.id)] == [later.id]
+    assert await store.fire_and_claim_timers(100, "replica-a", MINUTE) == ([], [])  # once
+
+
+async def test_fired_but_not_claimed_when_held_or_manually_suspended(store: Store, make) -> None:
+    now = await store.now()
+    held = await make.claimed(store)  # a run of make's owner holds it, with a due timer
+    held_bookmark = make.bookmark(held.id, kind=BookmarkKind.TIMER, event_type=None, filter=None)
+    await store.checkpoint(
+        make.checkpoint(held, new_bookmarks=(held_bookmark,), new_timers=(make.timer(held_bookmark, now),))
+    )
+    paused, _, _ = await _waiting(store, make, now - timedelta(seconds=1))
+    await store.suspend_instance(paused.id)
+
+    fired, claimed = await store.fire_and_claim_timers(100, "replica-a", MINUTE)
+
+    assert {t.instance_id for t in fired} == {held.id, paused.id}
+    assert claimed == []
+    assert (await store.get_instance(held.id)).lease_owner == make.owner
+    assert (await store.get_instance(paused.id)).status is InstanceStatus.SUSPENDED
+
+
+async def test_two_replicas_fire_each_timer_once(store: Store, store_factory, make) -> None:
+    now = await store.now()
+    waiting = [await _waiting(store, make, now - timedelta(milliseconds=n)) for n in range(30)]
+    other = await store_factory()
+    results = await asyncio.gather(
+        *(s.fire_and_claim_timers(7, f"replica-{n}", MINUTE) for n, s in enumerate([store, other] * 5))
+    )
+    fired = [t.id for f, _ in results for t in f]
+    claimed = [d.claimed.id for _, c in results for d in c if d.claimed is not None]
+    remaining = await store.fire_and_claim_timers(100, "replica-x", MINUTE)
+    fired += [t.id for t in remaining[0]]
+    claimed += [d.claimed.id for d in remaining[1] if d.claimed is not None]
+    assert sorted(fired) == sorted(t.id for _, _, t in waiting)
+    assert sorted(claimed) == sorted(i.id for i, _, _ in waiting)
