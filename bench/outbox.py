@@ -186,7 +186,7 @@ async def measure_outbox(
         settings = OutboxProcessorSettings(batch_size=batch_size)
         sink = WebhookSink(
             WebhookSinkSettings(name="bench", type="webhook", url=receiver),
-            max_connections=2 * batch_size,
+            max_connections=int(os.environ.get("BENCH_CONNS", "8")),
         )
         processor = OutboxProcessor(store, settings, sinks=[sink], owner="bench")
         stop = asyncio.Event()

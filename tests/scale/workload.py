@@ -32,6 +32,7 @@ import hmac
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tests.scale.cluster import Cluster
@@ -91,6 +92,10 @@ CHARGE, AWAIT_GO, PAUSE, ANNOUNCE, ROOT = (
 CLIENTS = 24
 
 
+def _clock(moment: datetime | None) -> str:
+    return "-" if moment is None else f"{moment:%H:%M:%S.%f}"
+
+
 def mixed_definition(recorder: Recorder, *, call_query: str = "") -> str:
     """The ``scale/mixed`` document, calling ``recorder`` (``call_query``, e.g. ``?delay_ms=100``)."""
     return MIXED_DEFINITION % {"base": recorder.base_url, "query": call_query}
@@ -119,6 +124,8 @@ class MixedLoad:
     started: list[str] = field(default_factory=list)
     #: Events posted, by instance, with the answer's ``matched``.
     posted: dict[str, int] = field(default_factory=dict)
+    #: Which replica answered each instance's event (for failure messages).
+    answered_by: dict[str, str] = field(default_factory=dict)
 
     @property
     def ids(self) -> list[str]:
@@ -153,9 +160,11 @@ class MixedLoad:
         wanted = set(self.ids)
 
         async def post(instance_id: str) -> None:
+            replica = self.cluster.pick()
             async with gate:
-                answer = await self.cluster.post_event(go_event(instance_id))
+                answer = await self.cluster.post_event(go_event(instance_id), replica=replica)
             self.posted[instance_id] = int(answer.get("matched", 0))
+            self.answered_by[instance_id] = replica.name  # unless it failed over (it says so in its log)
 
         async def waiting() -> list[str]:
             rows = await self.cluster.sql(
@@ -200,15 +209,23 @@ class MixedLoad:
         rows = await self.cluster.sql(
             "SELECT i.id, i.status, i.current_activity_id, i.lease_owner, "
             "(SELECT count(*) FROM workflow_bookmark b WHERE b.instance_id = i.id AND NOT b.is_consumed), "
-            "(SELECT count(*) FROM workflow_timer t WHERE t.instance_id = i.id) "
+            "(SELECT count(*) FROM workflow_timer t WHERE t.instance_id = i.id), "
+            "(SELECT max(b.created_on) FROM workflow_bookmark b WHERE b.instance_id = i.id), "
+            "(SELECT e.received_on FROM workflow_event e WHERE e.id = 'go-' || i.id) "
             "FROM workflow_instance i "
             "WHERE i.id LIKE $1 AND i.status NOT IN ('completed', 'failed', 'cancelled') "
             "ORDER BY i.id LIMIT 20",
             f"{self.prefix}-%",
         )
         shown = "\n".join(
-            f"  {r[0]} {r[1]} at {r[2]} lease {r[3]}, open bookmarks {r[4]}, timers {r[5]}, "
-            f"event posted: {r[0] in self.posted} (matched {self.posted.get(r[0])})"
+            f"  {r[0]} {r[1]} at {r[2]} lease {r[3]}, open bookmarks {r[4]}, timers {r[5]}; "
+            f"last bookmark created {_clock(r[6])}; its event "
+            + (
+                f"posted to {self.answered_by.get(r[0])} (matched {self.posted.get(r[0])}), "
+                f"received {_clock(r[7])}"
+                if r[0] in self.answered_by and r[7] is not None
+                else f"posted: {r[0] in self.posted}"
+            )
             for r in rows
         )
         return f"{await self.progress()}\nfirst unfinished:\n{shown}"

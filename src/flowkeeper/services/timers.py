@@ -30,9 +30,8 @@ from flowkeeper.services.base import ServiceHealth
 
 log = logging.getLogger("flowkeeper.timers")
 
-#: When a timer we expected is not fired (our estimate of the database clock is a hair
-#: ahead, or another replica holds the instance right now), look again this much later,
-#: doubling while it keeps happening, rather than a whole interval later.
+#: When a due timer is not fired (another replica holds its instance right now), look
+#: again this much later, doubling while it keeps happening, rather than an interval later.
 _RECHECK = 0.002
 _RECHECK_MAX = 1.0
 
@@ -135,16 +134,26 @@ class TimerService:
         return time.time() + self._offset
 
     async def _poll(self) -> None:
-        """Measure the clock offset and take the next due time from the database."""
-        store = self.engine.store
-        before = time.time()
-        db_now = (await store.now()).timestamp()
-        self._offset = db_now - (before + time.time()) / 2
+        """Take the next due time from the database (the safety net)."""
         self._passes += 1
-        due = await store.next_timer_due()
         self._near = []
-        if due is not None:
-            self.expect([due])
+        await self._learn_next()
+
+    async def _learn_next(self) -> None:
+        """Read the next due time with the database clock, which also refreshes the
+        offset between the host's clock and the database's."""
+        before = time.time()
+        due, db_now = await self.engine.store.next_timer_and_now()
+        self._offset = db_now.timestamp() - (before + time.time()) / 2
+        if due is None:
+            return
+        at = due.timestamp()
+        if at <= db_now.timestamp():
+            # Due, yet not fired: another replica holds it right now (or is firing it).
+            # Look again shortly, then less and less often while it lasts.
+            at = self._db_now() + self._recheck
+            self._recheck = min(self._recheck * 2, _RECHECK_MAX)
+        self.expect([at])
 
     async def _fire_due(self) -> None:
         """Fire everything due now, batch after batch, then learn the next due time."""
@@ -171,13 +180,7 @@ class TimerService:
         now = self._db_now()
         while self._near and self._near[0] <= now:
             heapq.heappop(self._near)
-        due = await engine.store.next_timer_due()
-        if due is not None:
-            at = due.timestamp()
-            if at <= now:  # due, yet not fired: look again shortly, then less often
-                at = now + self._recheck
-                self._recheck = min(self._recheck * 2, _RECHECK_MAX)
-            self.expect([at])
+        await self._learn_next()
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
         if seconds <= 0 or stop.is_set():

@@ -411,6 +411,13 @@ class SqlStore(InstanceControl, EventQueries, CleanupQueries, OutboxQueries, Sch
             due: datetime | None = (await conn.execute(query)).scalar()
         return due
 
+    async def next_timer_and_now(self) -> tuple[datetime | None, datetime]:
+        """The earliest due time and the database clock, read together."""
+        query = select(func.min(_t.due_at), self._sql.now)
+        async with self._reading("next_timer_due") as conn:
+            due, now = (await conn.execute(query, self._clock())).one()
+        return due, now
+
     async def fire_due_timers(self, limit: int, now: datetime | None = None) -> list[TimerRecord]:
         """Delete due timers and consume their bookmarks, in one transaction."""
         if limit < 1:
@@ -452,7 +459,7 @@ class SqlStore(InstanceControl, EventQueries, CleanupQueries, OutboxQueries, Sch
         """Timers due now (database clock) and not fired yet: a backlog when it stays above 0."""
         query = select(func.count()).select_from(workflow_timer).where(_t.due_at <= self._sql.now)
         async with self._reading("count_due_timers") as conn:
-            return int((await conn.execute(query)).scalar_one())
+            return int((await conn.execute(query, self._clock())).scalar_one())
 
     async def list_timers(self, instance_id: str) -> list[TimerRecord]:
         """An instance's pending timers, earliest first."""

@@ -203,6 +203,9 @@ class Store(Protocol):
     async def next_timer_due(self, instance_ids: Sequence[str] | None = None) -> datetime | None:
         """The earliest timer due time (optionally among some instances)."""
 
+    async def next_timer_and_now(self) -> tuple[datetime | None, datetime]:
+        """``next_timer_due()`` and ``now()`` in one round trip (the timer service's poll)."""
+
     async def fire_due_timers(self, limit: int, now: datetime | None = None) -> list[TimerRecord]:
         """Fire timers due at ``now`` (default: the database clock).
 

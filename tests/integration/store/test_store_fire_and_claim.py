@@ -86,3 +86,16 @@ async def test_two_replicas_fire_each_timer_once(store: Store, store_factory, ma
     claimed += [d.claimed.id for d in remaining[1] if d.claimed is not None]
     assert sorted(fired) == sorted(t.id for _, _, t in waiting)
     assert sorted(claimed) == sorted(i.id for i, _, _ in waiting)
+
+
+async def test_next_timer_with_the_clock_and_the_due_count(store: Store, make) -> None:
+    assert await store.count_due_timers() == 0
+    due, now = await store.next_timer_and_now()
+    assert due is None and now.tzinfo is not None
+    now = await store.now()
+    _, _, overdue = await _waiting(store, make, now - timedelta(seconds=5))
+    await _waiting(store, make, now + timedelta(hours=1))
+    due, clock = await store.next_timer_and_now()
+    assert due == overdue.due_at
+    assert clock >= now
+    assert await store.count_due_timers() == 1
