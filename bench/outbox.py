@@ -185,8 +185,7 @@ async def measure_outbox(
         await insert_rows(store, count)
         settings = OutboxProcessorSettings(batch_size=batch_size)
         sink = WebhookSink(
-            WebhookSinkSettings(name="bench", type="webhook", url=receiver),
-            max_connections=int(os.environ.get("BENCH_CONNS", "8")),
+            WebhookSinkSettings(name="bench", type="webhook", url=receiver), max_connections=batch_size
         )
         processor = OutboxProcessor(store, settings, sinks=[sink], owner="bench")
         stop = asyncio.Event()

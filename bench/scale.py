@@ -160,6 +160,14 @@ def postgres_cpu(before: dict[int, float]) -> float:
     return sum(after[pid] - before.get(pid, 0.0) for pid in after)
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from ``/proc/stat``."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
 def round_robin(cluster: Cluster) -> Iterator[str]:
     while True:
         for replica in cluster.replicas:
@@ -204,6 +212,7 @@ async def throughput(admin: str, replicas: int, count: int, clients: int, workdi
 
         replica_cpu = {r.name: cpu_seconds(r.pid) for r in cluster.replicas}
         pg_before = cpu_snapshot(postgres_pids())
+        client_before, machine_before = time.process_time(), machine_busy()
         started = time.perf_counter()
         await start_many(
             cluster, "three-steps", [{"order": i, "amount": 10.0} for i in range(count)], clients
@@ -212,6 +221,9 @@ async def throughput(admin: str, replicas: int, count: int, clients: int, workdi
         elapsed = time.perf_counter() - started
         used = {r.name: cpu_seconds(r.pid) - replica_cpu[r.name] for r in cluster.replicas}
         pg_used = postgres_cpu(pg_before)
+        client_used = time.process_time() - client_before
+        machine_after = machine_busy()
+        busy = (machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1]) * 100
 
         rows = await cluster.sql(
             "SELECT extract(epoch FROM completed_on - created_on) FROM workflow_instance "
@@ -229,6 +241,9 @@ async def throughput(admin: str, replicas: int, count: int, clients: int, workdi
         "replica_cpu_s": used,
         "replica_cpu_percent": {name: s / elapsed * 100 for name, s in used.items()},
         "postgres_cpu_s": pg_used,
+        "client_cpu_s": client_used,
+        # Everything else the machine ran meanwhile, this benchmark's processes included.
+        "machine_busy_percent": busy,
         "cpu_ms_per_instance": (sum(used.values()) + pg_used) / count * 1000,
     }
 
@@ -336,10 +351,13 @@ def show_throughput(rows: list[dict[str, Any]]) -> None:
             f"{row['completed_per_s']:7.1f} completed/s ({ratio} vs 1)  "
             f"p50 {row['latency_p50_ms']:6.1f} ms  p99 {row['latency_p99_ms']:7.1f} ms"
         )
+        seconds = row["seconds"]
         say(
-            f"      CPU of one core: {cpu}  postgres {row['postgres_cpu_s'] / row['seconds'] * 100:5.1f}%"
-            f"  ({row['cpu_ms_per_instance']:.2f} CPU ms/instance in all)"
+            f"      CPU of one core: {cpu}  postgres {row['postgres_cpu_s'] / seconds * 100:5.1f}%  "
+            f"client {row['client_cpu_s'] / seconds * 100:5.1f}%  "
+            f"({row['cpu_ms_per_instance']:.2f} CPU ms/instance, replicas + postgres)"
         )
+        say(f"      all CPUs of the machine busy: {row['machine_busy_percent']:5.1f}%")
 
 
 def show_timers(row: dict[str, Any]) -> None:
@@ -414,8 +432,12 @@ async def main() -> int:
     args = parser.parse_args()
     if args.json:
         report_stream = sys.stderr
-    results: dict[str, Any] = {"cpus": os.cpu_count()}
-    say(f"flowkeeper serve replicas on one PostgreSQL; this machine has {os.cpu_count()} CPU(s)")
+    # Other work on the machine skews every figure: say how busy it was.
+    results: dict[str, Any] = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}
+    say(
+        f"flowkeeper serve replicas on one PostgreSQL; {os.cpu_count()} CPU(s), "
+        f"load average {os.getloadavg()[0]:.2f} at the start"
+    )
     with tempfile.TemporaryDirectory(prefix="flowkeeper-bench-scale-") as tmp:
         workdir = Path(tmp)
         try:

@@ -65,6 +65,10 @@ checks.positive_data_acceptance.expected-statuses = [{DEFAULT}, "400"]
 [[operations]]
 include-name = "GET /api/v1/events"
 checks.positive_data_acceptance.expected-statuses = [{DEFAULT}, "400"]
+
+[[operations]]
+include-name = "GET /api/v1/outbox"
+checks.positive_data_acceptance.expected-statuses = [{DEFAULT}, "400"]
 """
 
 

@@ -131,6 +131,8 @@ class Cluster:
         self.config_path = self.directory / "flowkeeper.yaml"
         self.http = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64))
         self._db: Any = None
+        #: Every failed attempt of :meth:`request` that was tried again: (label, failure).
+        self.retried: list[tuple[str, str]] = []
         # One connection for the test's own queries, which several tasks make at once
         # (the event poster, a wait's condition): asyncpg runs one query at a time.
         self._db_lock = asyncio.Lock()
@@ -239,10 +241,17 @@ class Cluster:
         return random.choice(usable)
 
     async def request(
-        self, method: str, path: str, *, replica: Replica | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        replica: Replica | None = None,
+        label: str | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
         """``method path`` on ``replica`` (else a random usable one); on a 5xx or a connection
-        failure, try again on a random usable replica until the guard runs out.
+        failure, try again on a random usable replica until the guard runs out. Each failed
+        attempt is noted in :attr:`retried` under ``label`` (default ``method path``).
 
         Only for requests that are safe to repeat: starts with a client-chosen id,
         events with their own id, reads.
@@ -258,6 +267,7 @@ class Cluster:
                 failure = f"{response.status_code} from {target.name}: {response.text[:500]}"
             except httpx.TransportError as exc:
                 failure = f"{type(exc).__name__} from {target.name}: {exc}"
+            self.retried.append((label or f"{method} {path}", failure))
             if time.monotonic() > deadline:
                 raise RequestFailed(f"{method} {path} kept failing; last: {failure}\n{self.describe()}")
             # A back-off between attempts, not a synchronisation: the next try goes wherever.
@@ -295,7 +305,12 @@ class Cluster:
         """Start an instance with a client-chosen id (so a retry elsewhere cannot start it twice)."""
         body = {"definition": {"namespace": namespace, "name": name}, "input": data, "id": instance_id}
         result: dict[str, Any] = await self.json(
-            "POST", "/api/v1/instances", expect=(200, 201), json=body, replica=replica
+            "POST",
+            "/api/v1/instances",
+            expect=(200, 201),
+            json=body,
+            replica=replica,
+            label=f"start {instance_id}",
         )
         return result
 
@@ -308,6 +323,7 @@ class Cluster:
             json=dict(event),
             headers={"Content-Type": "application/cloudevents+json"},
             replica=replica,
+            label=f"event {event['id']}",
         )
         return result
 

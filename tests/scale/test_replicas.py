@@ -140,16 +140,22 @@ async def test_frozen_replica_late_writes_are_rejected(make_cluster: MakeCluster
     for instance_id in ids:
         await cluster.start_instance("scale", "slow-call", {}, instance_id, replica=frozen)
 
-    async def frozen_one_is_calling() -> bool:
-        if await recorder.count("/call/slow/") < len(ids):
-            return False
-        rows = await cluster.sql("SELECT lease_owner FROM workflow_instance WHERE id = ANY($1)", ids)
-        return [r[0] for r in rows] == [frozen.name] * len(ids)
+    async def every_first_call_made() -> bool:
+        return await recorder.count("/call/slow/") >= len(ids)
 
     await cluster.wait_until(
-        frozen_one_is_calling, f"{frozen.name} to be calling for every instance", poll=0.01
+        every_first_call_made, f"{frozen.name} to be calling for every instance", poll=0.01
     )
     cluster.freeze(frozen)
+    # What it holds now, frozen mid-call (a survivor may have taken some already, should
+    # this machine have starved the replica's lease renewals).
+    rows = await cluster.sql(
+        "SELECT id FROM workflow_instance WHERE id = ANY($1) AND lease_owner = $2 AND status = 'running'",
+        ids,
+        frozen.name,
+    )
+    held = sorted(r[0] for r in rows)
+    assert held, f"{frozen.name} held no instance when frozen: nothing to test\n{cluster.describe()}"
 
     async def all_completed() -> bool:
         rows = await cluster.sql(
@@ -164,8 +170,8 @@ async def test_frozen_replica_late_writes_are_rejected(make_cluster: MakeCluster
 
     async def late_writes_refused() -> bool:
         # The thawed replica gets its (stale) call answers and tries to commit them.
-        log = frozen.log().lower()
-        return all(any(i in line and "conflict" in line for line in log.splitlines()) for i in ids)
+        lines = frozen.log().lower().splitlines()
+        return all(any(i in line and "conflict" in line for line in lines) for i in held)
 
     await cluster.wait_until(late_writes_refused, f"{frozen.name} to have its late writes refused")
 
@@ -198,7 +204,7 @@ async def test_frozen_replica_late_writes_are_rejected(make_cluster: MakeCluster
 async def test_terminated_database_sessions_are_reconnected(
     make_cluster: MakeCluster, recorder: Recorder
 ) -> None:
-    """``pg_terminate_backend`` on every replica session, four times during the load: the
+    """``pg_terminate_backend`` on every replica session, six times during the load: the
     services reconnect by themselves and all the work completes, once."""
     cluster = await make_cluster(3)
     await cluster.deploy(mixed_definition(recorder))
@@ -212,9 +218,18 @@ async def test_terminated_database_sessions_are_reconnected(
         rows = await cluster.sql("SELECT count(*) FROM workflow_instance WHERE status = 'completed'")
         return int(rows[0][0])
 
-    # Spread over the phases: while instances start and call, then while they resume and end.
+    # Spread over the phases: while instances start and call, then (more often: events come
+    # in, timers fire, outbox rows go out) while they resume and end.
+    rounds = (
+        (calls, 0.2),
+        (calls, 0.6),
+        (completed, 0.1),
+        (completed, 0.3),
+        (completed, 0.5),
+        (completed, 0.7),
+    )
     ended: list[int] = []
-    for probe, share in ((calls, 0.2), (calls, 0.6), (completed, 0.2), (completed, 0.6)):
+    for probe, share in rounds:
         target = int(load.count * share)
         await cluster.wait_until(
             at_least(probe, target), f"{probe.__name__} >= {target}", poll=0.02, progress=load.stuck
@@ -285,10 +300,7 @@ async def test_broken_sink_dead_letters_without_holding_up_the_healthy_one(
 
     async def all_dead() -> bool:
         dead.clear()
-        for item in await dead_items(cluster):
-            event_id = event_id_of(item)
-            if event_id in events:
-                dead[event_id] = item
+        dead.update((item["id"], item) for item in await dead_items(cluster) if item["id"] in events)
         return dead.keys() == events.keys()
 
     await cluster.wait_until(all_dead, "every event to dead-letter at the broken sink")
@@ -297,17 +309,17 @@ async def test_broken_sink_dead_letters_without_holding_up_the_healthy_one(
     for record in await recorder.records("/fail/broken"):
         attempts.setdefault(json.loads(record["body"])["id"], []).append(record["at"])
     for event_id in events:
-        made = attempts.get(event_id, [])
-        # "Attempts" may count the first delivery or only the retries after it.
-        assert 1 <= len(made) <= ATTEMPTS + 1, (event_id, len(made))
-        reported = dead[event_id].get("attempts")
-        if reported is not None:
-            assert reported in (ATTEMPTS, ATTEMPTS + 1), dead[event_id]
-        if "sink" in dead[event_id]:
-            assert dead[event_id]["sink"] == "broken", dead[event_id]
-        # One clock (the recorder's): the healthy delivery came before the broken sink gave up.
+        item, made = dead[event_id], attempts.get(event_id, [])
+        # Dead after the configured number of attempts, the healthy sink's delivery kept
+        # (a retry skips the sinks that have the event), the broken one's error kept.
+        assert item["attempts"] == ATTEMPTS and item["deliveredTo"] == ["recorder"], item
+        assert "broken" in (item["lastError"] or ""), item
+        # Every attempt reached the broken sink (more only if a claim ran out: at least once).
+        assert len(made) >= ATTEMPTS, (event_id, len(made))
+        # One clock (the recorder's): the healthy delivery came before the broken sink's
+        # last attempt, so it did not wait for those retries.
         first_healthy = min(r["at"] for r in healthy[event_id])
-        assert len(made) > 1 and first_healthy < max(made), (event_id, first_healthy, made)
+        assert first_healthy < max(made), (event_id, first_healthy, made)
 
 
 def at_least(probe: Callable[[], Awaitable[int]], n: int) -> Callable[[], Awaitable[bool]]:
@@ -320,24 +332,12 @@ def at_least(probe: Callable[[], Awaitable[int]], n: int) -> Callable[[], Awaita
 
 
 async def dead_items(cluster: Cluster) -> list[dict[str, Any]]:
-    """Every item of ``GET /api/v1/outbox?status=dead``, following the cursor if there is one."""
+    """Every item of ``GET /api/v1/outbox?status=dead``, following the cursor."""
     items: list[dict[str, Any]] = []
     params: dict[str, Any] = {"status": "dead", "limit": 1000}
     while True:
         page = await cluster.json("GET", "/api/v1/outbox", params=params)
-        items.extend(page["items"] if isinstance(page, dict) else page)
-        cursor = page.get("nextCursor") if isinstance(page, dict) else None
-        if not cursor:
+        items.extend(page["items"])
+        if not page.get("nextCursor"):
             return items
-        params["cursor"] = cursor
-
-
-def event_id_of(item: dict[str, Any]) -> str | None:
-    """The event id of a dead outbox item, whichever of the usual fields holds it."""
-    event = item.get("event")
-    if isinstance(event, dict) and isinstance(event.get("id"), str):
-        return str(event["id"])
-    for name in ("eventId", "id"):
-        if isinstance(item.get(name), str):
-            return str(item[name])
-    return None
+        params["cursor"] = page["nextCursor"]

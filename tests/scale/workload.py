@@ -228,7 +228,16 @@ class MixedLoad:
             )
             for r in rows
         )
-        return f"{await self.progress()}\nfirst unfinished:\n{shown}"
+        failed_posts = [
+            f"  {label}: {failure[:300]}"
+            for label, failure in self.cluster.retried
+            if any(label == f"event go-{r[0]}" for r in rows)
+        ]
+        return (
+            f"{await self.progress()}\nfirst unfinished:\n{shown}\n"
+            f"failed attempts at posting their events (then retried):\n"
+            + "\n".join(failed_posts or ["  none"])
+        )
 
     # -- the guarantees -------------------------------------------------------------------------
 

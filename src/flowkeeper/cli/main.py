@@ -113,13 +113,12 @@ def serve(
     ] = None,
 ) -> None:
     """The service: REST API and background services in one process (embedded SQLite by default)."""
-    import asyncio
-
+    from flowkeeper.cli.serve import run_loop
     from flowkeeper.cli.serve import serve as run_server
 
     settings = _settings(config, host=host, port=port)
     try:
-        asyncio.run(run_server(settings, migrate=migrate, deploy=list(deploy or [])))
+        run_loop(run_server(settings, migrate=migrate, deploy=list(deploy or [])))
     except FlowkeeperError as exc:
         fail(str(exc))
 
@@ -131,14 +130,13 @@ def worker(
         bool, typer.Option("--migrate", help="Apply pending database migrations first.")
     ] = False,
 ) -> None:
-    """Background services only (dispatcher, timers), for scaled-out deployments."""
-    import asyncio
-
-    from flowkeeper.cli.serve import work
+    """Background services only (dispatcher, timers, outbox, cleanup, schedules), for
+    scaled-out deployments."""
+    from flowkeeper.cli.serve import run_loop, work
 
     settings = _settings(config)
     try:
-        asyncio.run(work(settings, migrate=migrate))
+        run_loop(work(settings, migrate=migrate))
     except FlowkeeperError as exc:
         fail(str(exc))
 

@@ -7,9 +7,9 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -83,6 +83,18 @@ def _engine(settings: Settings, store: Store) -> tuple[Engine, ServiceHost, Coll
     host = ServiceHost(engine, settings, refresh=metrics.refresh)
     metrics.registry.register(ServiceCollector(host))
     return engine, host, metrics.registry
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run the service's main coroutine on uvloop where it is installed (it comes with
+    ``uvicorn[standard]``): socket writes and callbacks cost a fraction of the standard
+    loop's, which the API's throughput is bound by. Falls back to ``asyncio.run``."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 class _Server(uvicorn.Server):

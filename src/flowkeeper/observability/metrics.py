@@ -87,8 +87,6 @@ class Metrics:
 
     ``pool_active`` returns how many database connections are checked out (read at
     scrape time, so it must be cheap and must not block); 0 without one.
-    ``outbox_scan_limit`` bounds the fallback count of pending outbox rows for a
-    store without ``count_outbox``.
     """
 
     def __init__(
@@ -96,11 +94,9 @@ class Metrics:
         registry: CollectorRegistry | None = None,
         *,
         pool_active: Callable[[], int] | None = None,
-        outbox_scan_limit: int = 1000,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.pool_active = pool_active
-        self.outbox_scan_limit = outbox_scan_limit
         self.snapshot = Snapshot()
         r = self.registry
         self.instances_started = Counter(
@@ -154,15 +150,8 @@ class Metrics:
     async def _outbox(self, store: Store) -> tuple[int, datetime | None]:
         oldest_rows = await store.list_outbox(OutboxStatus.PENDING, limit=1)
         oldest = oldest_rows[0].created_on if oldest_rows else None
-        counter: Callable[[], Awaitable[Mapping[Any, int]]] | None = getattr(store, "count_outbox", None)
-        if counter is not None:
-            counts = await counter()
-            pending = int(counts.get(OutboxStatus.PENDING, 0))
-        elif oldest is None:
-            pending = 0
-        else:
-            pending = len(await store.list_outbox(OutboxStatus.PENDING, limit=self.outbox_scan_limit))
-        return pending, oldest
+        counts = await store.count_outbox()
+        return int(counts.get(OutboxStatus.PENDING, 0)), oldest
 
     def exposition(self) -> tuple[bytes, str]:
         """(body, content type) of a Prometheus scrape."""

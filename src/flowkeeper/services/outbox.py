@@ -101,15 +101,14 @@ class OutboxProcessor:
         self.store = store
         self.settings = settings
         self.max_in_flight = 2 * settings.batch_size
-        self.sinks: list[Sink] = (
-            list(sinks) if sinks is not None else build_sinks(settings, max_connections=self.max_in_flight)
-        )
+        self.sinks: list[Sink] = list(sinks) if sinks is not None else build_sinks(settings)
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-outbox-{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._outcomes: asyncio.Queue[_Outcome] = asyncio.Queue()
         self._deliveries: set[asyncio.Task[None]] = set()
         self._in_flight = 0
+        self._settling = asyncio.Lock()
         self._retries: list[float] = []  # monotonic times at which retried rows fall due
         self._counts: Counter[tuple[str, str]] = Counter()
         self._settled = Counter[str]()
@@ -210,9 +209,6 @@ class OutboxProcessor:
             claimed_at = time.monotonic()
             try:
                 rows = await self.store.claim_outbox(self.owner, wanted, self.settings.claim_timeout)
-                # The backlog for health: often when idle, rarely under load (a count
-                # of a large backlog is not free).
-                await self._count(COUNT_EVERY if len(rows) < wanted else self._interval)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database went away: report, back off, go on
@@ -223,6 +219,9 @@ class OutboxProcessor:
             backoff = 0.1
             self._last_error = None
             self._start(rows)
+            # The backlog for health: often when idle, rarely under load (counting a
+            # large backlog is not free).
+            await self._count(COUNT_EVERY if len(rows) < wanted else self._interval)
             if len(rows) == wanted:
                 await asyncio.sleep(0)  # let deliveries start before the next claim
             else:
@@ -253,7 +252,16 @@ class OutboxProcessor:
         if now - self._counted_at < every:
             return
         self._counted_at = now
-        counts = await self.store.count_outbox()
+        try:
+            # Not while our own outcomes are being written: a count taken before them,
+            # stored after them, would undo their effect on the figures.
+            async with self._settling:
+                counts = await self.store.count_outbox()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._failed("count", exc)
+            return
         self._pending = counts[OutboxStatus.PENDING] + counts[OutboxStatus.PROCESSING]
         self._dead = counts[OutboxStatus.DEAD]
 
@@ -338,12 +346,17 @@ class OutboxProcessor:
 
     async def _settle(self, outcomes: Sequence[_Outcome]) -> None:
         """Write a batch of outcomes: the delivered rows in one statement, the others each."""
+        async with self._settling:
+            await self._write_outcomes(outcomes)
+
+    async def _write_outcomes(self, outcomes: Sequence[_Outcome]) -> None:
         delivered = {o.record.id: o.delivered_to for o in outcomes if not o.errors}
         failed = [o for o in outcomes if o.errors]
         writes = [self._settle_failed(o) for o in failed]
         if delivered:
             completed = await self.store.complete_outbox_many(self.owner, delivered)
             self._settled["delivered"] += len(completed)
+            self._left_backlog(len(completed))
             if len(completed) < len(delivered):
                 log.info(
                     "Outbox: %d delivered event(s) had been claimed by another processor meanwhile",
@@ -360,6 +373,7 @@ class OutboxProcessor:
             if await self.store.dead_letter_outbox(row.id, self.owner, outcome.delivered_to, error):
                 self._settled["dead"] += 1
                 self._dead = (self._dead or 0) + 1
+                self._left_backlog(1)
                 log.warning(
                     "Outbox event %s is dead after %d attempt(s): %s",
                     row.id,
@@ -383,10 +397,18 @@ class OutboxProcessor:
                 extra={"outbox_id": row.id, "attempts": attempts},
             )
 
+    def _left_backlog(self, rows: int) -> None:
+        # Keeps the figure current between counts (which also see other processors' work).
+        if self._pending is not None:
+            self._pending = max(0, self._pending - rows)
+
     def retry_delay(self, attempts: int) -> timedelta:
         """The wait after the ``attempts``-th failed attempt (1 for the first)."""
         s = self.settings
-        return min(s.max_retry_delay, s.retry_delay_base * s.retry_delay_multiplier ** (attempts - 1))
+        try:
+            return min(s.max_retry_delay, s.retry_delay_base * s.retry_delay_multiplier ** (attempts - 1))
+        except OverflowError:  # a multiplier that high has long reached the cap
+            return s.max_retry_delay
 
     async def _drain(self) -> None:
         """Wait for the deliveries in flight to be delivered and settled."""

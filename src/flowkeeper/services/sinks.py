@@ -7,7 +7,8 @@ least once; every delivery of an event carries the event's ``id`` (``webhook-id`
 AMQP ``message_id``), so receivers can drop duplicates.
 
 - :class:`WebhookSink`: ``POST`` of the structured CloudEvent
-  (``Content-Type: application/cloudevents+json``) over a keep-alive connection pool;
+  (``Content-Type: application/cloudevents+json``) over a pool of keep-alive
+  connections (:mod:`flowkeeper.services.webhook_client`);
   any 2xx answer is a delivery. With a secret, signed as Standard Webhooks sign:
   ``webhook-id``, ``webhook-timestamp`` (Unix seconds) and ``webhook-signature:
   v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>``; the key is the secret's
@@ -34,9 +35,8 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
-import httpx
-
 from flowkeeper.config import OutboxProcessorSettings, RabbitMqSinkSettings, WebhookSinkSettings, mask_url
+from flowkeeper.services.webhook_client import TransportError, WebhookClient
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
@@ -129,30 +129,16 @@ class _Filtered:
 class WebhookSink(_Filtered):
     """POSTs each event to a URL; 2xx is a delivery."""
 
-    def __init__(
-        self,
-        settings: WebhookSinkSettings,
-        *,
-        max_connections: int = 100,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, settings: WebhookSinkSettings, *, max_connections: int = 50) -> None:
         super().__init__(settings.name, settings.event_types, settings.timeout)
         self.url = settings.url
         self.safe_url = mask_url(settings.url)
         secret = settings.secret.get_secret_value() if settings.secret is not None else None
         self._key = signing_key(secret) if secret else None
         self._secrets = [s for s in (secret, *_url_secrets(settings.url)) if s]
-        # Keep-alive connections for as many deliveries as the processor has in flight:
-        # opening a connection per event would cost more than the request itself.
-        self._client = httpx.AsyncClient(
-            http1=True,
-            http2=False,
-            timeout=httpx.Timeout(self.timeout),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            follow_redirects=False,
-            headers={"User-Agent": "flowkeeper-outbox"},
-            transport=transport,
-        )
+        # Keep-alive connections for the deliveries in flight: opening a connection per
+        # event would cost more than the request itself.
+        self._client = WebhookClient(settings.url, max_connections=max_connections)
 
     def headers(self, event: Event, body: bytes, now: float | None = None) -> dict[str, str]:
         """The request headers of one delivery (signed when a secret is set)."""
@@ -169,21 +155,19 @@ class WebhookSink(_Filtered):
         """POST the event; ``DeliveryFailed`` for a non-2xx answer, a transport error or a timeout."""
         body = event_body(event)
         try:
-            # httpx's timeout bounds each phase; this bounds the whole exchange.
-            async with asyncio.timeout(self.timeout):
-                response = await self._client.post(self.url, content=body, headers=self.headers(event, body))
+            async with asyncio.timeout(self.timeout):  # waiting for a free connection included
+                answer = await self._client.post(body, self.headers(event, body))
         except TimeoutError:
             raise DeliveryFailed(f"{self.safe_url}: no answer within {self.timeout:g}s") from None
-        except httpx.HTTPError as exc:
-            reason = _scrubbed(str(exc), self._secrets) or type(exc).__name__
-            raise DeliveryFailed(f"{self.safe_url}: {type(exc).__name__}: {reason}") from None
-        if not 200 <= response.status_code < 300:
-            text = _scrubbed(response.text[:200].strip(), self._secrets)
+        except (TransportError, ValueError) as exc:
+            raise DeliveryFailed(f"{self.safe_url}: {_scrubbed(str(exc), self._secrets)}") from None
+        if not 200 <= answer.status < 300:
+            text = _scrubbed(answer.body[:200].decode("utf-8", "replace").strip(), self._secrets)
             detail = f": {text}" if text else ""
-            raise DeliveryFailed(f"{self.safe_url} answered HTTP {response.status_code}{detail}")
+            raise DeliveryFailed(f"{self.safe_url} answered HTTP {answer.status}{detail}")
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the idle connections."""
         await self._client.aclose()
 
 
@@ -275,8 +259,8 @@ class RabbitMqSink(_Filtered):
 
 
 def build_sinks(settings: OutboxProcessorSettings, *, max_connections: int | None = None) -> list[Sink]:
-    """The configured sinks; webhook pools keep ``max_connections`` (default 2 x batch size)."""
-    connections = max_connections or 2 * settings.batch_size
+    """The configured sinks; webhooks keep up to ``max_connections`` each (default: the batch size)."""
+    connections = max_connections or settings.batch_size
     sinks: list[Sink] = []
     for sink in settings.sinks:
         if isinstance(sink, WebhookSinkSettings):

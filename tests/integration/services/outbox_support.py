@@ -61,6 +61,11 @@ class Receiver:
     def __init__(self, status: int = 204) -> None:
         self.status = status
         self.requests: list[Received] = []
+        #: Raw bytes to answer instead of the status line (chunked bodies, no length, ...).
+        self.raw_answer: bytes | None = None
+        #: Close each connection after answering (without saying so: a stale keep-alive).
+        self.close_after_answer = False
+        self.connections = 0
         #: When not None, answers wait until it is set (requests are recorded at once).
         self.gate: asyncio.Event | None = None
         self._changed = asyncio.Condition()
@@ -83,6 +88,7 @@ class Receiver:
                 await asyncio.wait_for(self._server.wait_closed(), 5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             while True:  # keep-alive: one request after another on the connection
                 head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
@@ -100,8 +106,10 @@ class Receiver:
                     await self.gate.wait()
                 text = b"" if self.status == 204 else b"receiver says no"
                 head_out = b"HTTP/1.1 %d X\r\ncontent-length: %d\r\n\r\n" % (self.status, len(text))
-                writer.write(head_out + text)
+                writer.write(self.raw_answer if self.raw_answer is not None else head_out + text)
                 await writer.drain()
+                if self.close_after_answer:
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the client closed the connection
         finally:

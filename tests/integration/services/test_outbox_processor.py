@@ -6,9 +6,10 @@ import asyncio
 import itertools
 from collections import Counter
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from flowkeeper.config import OutboxProcessorSettings, WebhookSinkSettings
+from flowkeeper.errors import StoreUnavailable
 from flowkeeper.records import InstanceStatus, OutboxStatus
 from flowkeeper.runtime import Engine, run_to_end
 from flowkeeper.services.outbox import OutboxProcessor
@@ -250,7 +251,7 @@ async def test_an_unreachable_webhook_gives_a_readable_error(store: Store, make:
     dead = await store.get_outbox(record.id)
     assert dead.status is OutboxStatus.DEAD
     assert dead.last_error is not None
-    assert dead.last_error.startswith("gone: http://user:***@127.0.0.1:9/hook: ConnectError")
+    assert dead.last_error.startswith("gone: http://user:***@127.0.0.1:9/hook: cannot connect")
     assert "pa55word" not in dead.last_error
     assert SECRET not in dead.last_error
 
@@ -303,7 +304,51 @@ async def test_health_reports_the_backlog_and_dead_letters(
     await emitted(store, make, 2)
     async with running(p):
         await eventually(lambda: all_in(store, OutboxStatus.DEAD, 2), "both rows dead")
+
+        async def reported() -> bool:  # the count is refreshed while idle, about every second
+            return p.figures().dead == 2
+
+        await eventually(reported, "the dead letters to be counted")
     health = p.health()
     assert health.status == "Degraded"
     assert "2 dead letter(s)" in (health.description or "")
-    assert p.figures().dead == 2
+    assert "0 event(s) pending" in (health.description or "")
+
+
+class FlakyStore:
+    """The test's store, whose claims fail until ``recover`` is set."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.failed = asyncio.Event()
+        self.recover = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def claim_outbox(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.recover.is_set():
+            self.failed.set()
+            raise StoreUnavailable("the database is unreachable (test)")
+        return await self.store.claim_outbox(*args, **kwargs)
+
+
+async def test_a_database_failure_degrades_health_until_the_next_good_pass(
+    store: Store, make: Make, receivers: ReceiverFactory
+) -> None:
+    receiver = await receivers()
+    await emitted(store, make, 2)
+    flaky = FlakyStore(store)
+    p = OutboxProcessor(cast(Store, flaky), settings(), sinks=[webhook("a", receiver)])
+    async with running(p):
+        await asyncio.wait_for(flaky.failed.wait(), GUARD)
+        health = p.health()
+        assert health.status == "Degraded"
+        assert (
+            health.description
+            == "last pass failed: claim: StoreUnavailable: the database is unreachable (test)"
+        )
+        flaky.recover.set()
+        await receiver.wait_for(lambda r: len(r) == 2, "both deliveries after the database is back")
+        await eventually(lambda: all_in(store, OutboxStatus.DELIVERED, 2), "both rows delivered")
+    assert p.health().status == "Healthy"

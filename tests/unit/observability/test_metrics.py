@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from prometheus_client import generate_latest
 
@@ -141,7 +140,7 @@ class SnapshotStore:
     counts: dict[InstanceStatus, int]
     outbox: list[OutboxRecord]
     clock: datetime
-    with_count_outbox: bool = True
+    due_timers: int = 0
     calls: list[str] = field(default_factory=list)
 
     async def count_instances(self) -> dict[InstanceStatus, int]:
@@ -156,12 +155,11 @@ class SnapshotStore:
         self.calls.append("now")
         return self.clock
 
-    def __getattr__(self, name: str) -> Any:
-        if name == "count_outbox" and self.with_count_outbox:
-            return self._count_outbox
-        raise AttributeError(name)
+    async def count_due_timers(self) -> int:
+        self.calls.append("count_due_timers")
+        return self.due_timers
 
-    async def _count_outbox(self) -> dict[OutboxStatus, int]:
+    async def count_outbox(self) -> dict[OutboxStatus, int]:
         self.calls.append("count_outbox")
         counts: dict[OutboxStatus, int] = {}
         for r in self.outbox:
@@ -182,7 +180,7 @@ async def test_gauges_come_from_the_refreshed_snapshot_and_a_scrape_reads_no_sto
     now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     counts = {InstanceStatus.PENDING: 1, InstanceStatus.RUNNING: 2, InstanceStatus.SUSPENDED: 3,
               InstanceStatus.COMPLETED: 40, InstanceStatus.FAILED: 5}  # fmt: skip
-    store = SnapshotStore(counts, outbox_rows(now), now)
+    store = SnapshotStore(counts, outbox_rows(now), now, due_timers=4)
     in_use = [7]
     metrics = Metrics(pool_active=lambda: in_use[0])
     snapshot = await metrics.refresh(store)
@@ -195,20 +193,17 @@ async def test_gauges_come_from_the_refreshed_snapshot_and_a_scrape_reads_no_sto
     assert value(metrics, "workflow_instances", status="cancelled") == 0
     assert value(metrics, "workflow_outbox_events_pending") == 2
     assert value(metrics, "workflow_outbox_processing_lag_seconds") == 90.0
+    assert value(metrics, "workflow_timers_due") == 4
     assert value(metrics, "workflow_database_connection_pool_active") == 7
     in_use[0] = 3  # the pool is read at scrape time
     assert value(metrics, "workflow_database_connection_pool_active") == 3
     assert len(store.calls) == calls
 
 
-async def test_without_count_outbox_the_pending_rows_are_counted_from_the_listing() -> None:
+async def test_an_empty_database_reads_as_zeros() -> None:
     now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    store = SnapshotStore({}, outbox_rows(now), now, with_count_outbox=False)
-    metrics = Metrics()
-    snapshot = await metrics.refresh(store)
-    assert (snapshot.outbox_pending, snapshot.outbox_lag_seconds) == (2, 90.0)
-    empty = await metrics.refresh(SnapshotStore({}, [], now, with_count_outbox=False))
-    assert (empty.active, empty.outbox_pending, empty.outbox_lag_seconds) == (0, 0, 0.0)
+    empty = await Metrics().refresh(SnapshotStore({}, [], now))
+    assert (empty.active, empty.outbox_pending, empty.outbox_lag_seconds, empty.timers_due) == (0, 0, 0.0, 0)
 
 
 EMITTING_WORKFLOW = """
