@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.scale.recorder import free_port
+from tests.scale.recorder import die_with_parent, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -171,6 +171,7 @@ class Cluster:
                 stderr=log,
                 env=env,
                 cwd=REPO,
+                preexec_fn=die_with_parent,
             )
         replica = Replica(index, port, log_path, process)
         self.replicas.append(replica)

@@ -181,6 +181,16 @@ def serve(port: int) -> None:
 # -- the test side --------------------------------------------------------------------------------
 
 
+def die_with_parent() -> None:
+    """``preexec_fn`` of the children: on Linux, SIGKILL the child when the process that
+    started it dies, so a test run killed outright leaves no replica or recorder behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as sock:
@@ -261,6 +271,7 @@ def _spawn(port: int, log_path: Path) -> subprocess.Popen[bytes]:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
+            preexec_fn=die_with_parent,
         )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import inspect
 import json
@@ -134,11 +135,22 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return not inspect.isroutine(fn) and inspect.iscoroutinefunction(type(fn).__call__)
 
 
+@functools.lru_cache(maxsize=1024)
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    # Reading a signature costs more than many a function's own work: once per function.
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None  # no signature to check against (some builtins): let the call decide
+
+
 def _check_arguments(name: str, fn: Callable[..., Any], arguments: Mapping[str, Any]) -> None:
     try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return  # no signature to check against (some builtins): let the call decide
+        signature = _signature(fn)
+    except TypeError:  # unhashable callable object
+        signature = None
+    if signature is None:
+        return
     try:
         signature.bind(**arguments)
     except TypeError as exc:

@@ -103,15 +103,15 @@ async def publish(engine: Engine, event: dict[str, JSON]) -> PublishResult:
         candidates(engine, event),
         engine.store.list_schedules(ScheduleKind.ON),
     )
-    if stored is None:
-        # schedule.on: a retry repairs a start that failed the first time.
-        await start_for_event(engine, event, key, duplicate=True, schedules=schedules)
-        return PublishResult(key, 0, duplicate=True)
+    # A duplicate is delivered too: the first publish may have kept the event and then
+    # failed before delivering it (a lost connection answered 503, a crash), and its
+    # retry must repair that. The store delivers an event to an instance at most once,
+    # so a true duplicate resumes nothing.
     chosen = matching(found, event)
     resumed = await asyncio.gather(*(_deliver(engine, bookmark, key, event) for bookmark in chosen))
-    # schedule.on: the runs this event starts.
-    await start_for_event(engine, event, key, schedules=schedules)
-    return PublishResult(key, sum(resumed), duplicate=False)
+    # schedule.on: the runs this event starts (a retry repairs a start that failed).
+    await start_for_event(engine, event, key, duplicate=stored is None, schedules=schedules)
+    return PublishResult(key, sum(resumed), duplicate=stored is None)
 
 
 async def _deliver(engine: Engine, bookmark: BookmarkRecord, key: str, event: dict[str, JSON]) -> bool:

@@ -425,13 +425,22 @@ class InstanceRun:
         await self._finish(step)
 
     async def _renew_lease(self) -> None:
+        """Keep our lease while the run lives: renewed every third of its duration while
+        we hold it (not after a commit released it; again after a re-claim)."""
         engine = self.engine
         interval = max(engine.lease.total_seconds() / 3, 0.05)
+        lost: int | None = None
         while True:
             await asyncio.sleep(interval)
+            token = self.record.fencing_token
+            if self.record.lease_owner != engine.owner or token == lost:
+                continue
             with contextlib.suppress(Exception):
-                if not await engine.store.renew_lease(
-                    self.id, engine.owner, self.record.fencing_token, engine.lease
-                ):
-                    log.warning("Lost the lease of instance %s", self.id)
-                    return
+                if await engine.store.renew_lease(self.id, engine.owner, token, engine.lease):
+                    continue
+                # A commit of ours releasing the lease may have raced this renewal: the
+                # lease is lost only if another claim (a new fencing token) took it.
+                current = await engine.store.get_instance(self.id)
+                if current.fencing_token != token:
+                    lost = token
+                    log.warning("Lost the lease of instance %s (fencing token %d)", self.id, token)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal, TypeVar
@@ -18,7 +19,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from sqlalchemy import ColumnElement, Executable, Insert, Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from flowkeeper.errors import FlowkeeperError
+from flowkeeper.errors import FlowkeeperError, StoreUnavailable
 from flowkeeper.store.failures import ErrorTranslator
 from flowkeeper.store.notifications import Listener
 from flowkeeper.store.urls import DatabaseUrl
@@ -74,6 +75,7 @@ class Connector(abc.ABC):
         self._writer: AsyncEngine | None = None  # transactions
         self._autocommit: AsyncEngine | None = None  # single-statement writes
         self._reader: AsyncEngine | None = None
+        self._recycled_at = float("-inf")  # when _failed last replaced the pool
 
     # -- dialect hooks -------------------------------------------------------------------------
 
@@ -152,7 +154,7 @@ class Connector(abc.ABC):
         except _PASSTHROUGH:
             raise
         except Exception as exc:
-            raise self._errors.translate(exc, operation) from exc
+            raise await self._failed(exc, operation) from exc
 
     def _translated(self, error: BaseException, operation: str) -> BaseException:
         """What a caller sees for ``error`` raised during ``operation`` (for errors raised
@@ -174,7 +176,25 @@ class Connector(abc.ABC):
         except _PASSTHROUGH:
             raise
         except Exception as exc:
-            raise self._errors.translate(exc, operation) from exc
+            raise await self._failed(exc, operation) from exc
+
+    async def _failed(self, error: Exception, operation: str) -> FlowkeeperError:
+        """Translate a driver error; after a lost connection, replace the pool's idle ones.
+
+        When the server went away or terminated our sessions, every idle connection in
+        the pool is dead too: without this each would fail one more operation before
+        being discarded. At most once a second, for pooled servers (not SQLite).
+        """
+        translated = self._errors.translate(error, operation)
+        if isinstance(translated, StoreUnavailable) and self.warms_pool and self._writer is not None:
+            now = time.monotonic()
+            if now - self._recycled_at >= 1.0:
+                self._recycled_at = now
+                engines = {id(e.pool): e for e in (self._writer, self._reader) if e is not None}
+                for engine in engines.values():
+                    with contextlib.suppress(Exception):
+                        await engine.dispose()
+        return translated
 
     # -- life cycle ----------------------------------------------------------------------------
 

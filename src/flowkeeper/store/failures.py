@@ -24,6 +24,14 @@ _UNAVAILABLE_CODES = ("3D000",)  # the database does not exist
 _CONFLICT_CODES = ("40001", "40P01")  # serialization failure, deadlock detected
 
 # SQLite reports these as OperationalError; everything else from SQLite is a StoreError.
+#: What asyncpg says about a connection the server terminated while it was in use (it
+#: is not always an InterfaceError by then).
+_LOST_CONNECTION = (
+    "another operation is in progress",
+    "underlying connection is closed",
+    "connection is closed",
+)
+
 _SQLITE_UNAVAILABLE = ("unable to open database", "database is locked", "disk i/o error", "readonly")
 
 
@@ -82,6 +90,9 @@ class ErrorTranslator:
     @staticmethod
     def _is_unavailable(error: BaseException) -> bool:
         if isinstance(error, OSError | asyncio.TimeoutError | sa_exc.TimeoutError):
+            return True
+        orig = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+        if any(marker in str(orig) for marker in _LOST_CONNECTION):
             return True
         if isinstance(error, sa_exc.DBAPIError):
             if error.connection_invalidated:

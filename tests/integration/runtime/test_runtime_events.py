@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from flowkeeper.errors import StoreUnavailable
 from flowkeeper.records import InstanceStatus
 from flowkeeper.runtime import Engine, run_to_end
 from tests.integration.runtime.conftest import GUARD, deploy
@@ -66,3 +69,46 @@ async def test_a_duplicate_event_resumes_nothing(engine: Engine) -> None:
     # Both instances were waiting for order o-1: one event, one delivery each.
     for instance in (first, second):
         assert (await run_to_end(engine, instance.id, limit=GUARD)).status == InstanceStatus.COMPLETED
+
+
+IMMEDIATE_LISTENER = """
+do:
+  - approval:
+      listen:
+        to:
+          one:
+            with: {type: com.example.approved.v1}
+            correlate:
+              order: {from: .data.order, expect: '${ .order }'}
+  - done:
+      set:
+        approvedBy: ${ .[0].by }
+"""
+
+
+async def test_a_retried_publish_delivers_what_a_failed_one_kept(engine: Engine) -> None:
+    # The first publish keeps the event, then the database goes away before the
+    # delivery (the client gets a 503 and retries): the retry, a duplicate by its id,
+    # must still resume the instance, and only once.
+    await deploy(engine, IMMEDIATE_LISTENER)
+    started = await engine.start("tests", "wf", None, {"order": "o-1"})
+    await engine.drain()
+    store = engine.store
+    real = store.deliver_and_claim
+
+    async def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("database unavailable during deliver_event: connection reset")
+
+    store.deliver_and_claim = unavailable  # type: ignore[method-assign]
+    try:
+        with pytest.raises(StoreUnavailable):
+            await engine.publish(approval("o-1", "e-1"))
+    finally:
+        store.deliver_and_claim = real  # type: ignore[method-assign]
+    retried = await engine.publish(approval("o-1", "e-1"))
+    assert (retried.matched, retried.duplicate) == (1, True)
+    again = await engine.publish(approval("o-1", "e-1"))
+    assert (again.matched, again.duplicate) == (0, True)
+    finished = await run_to_end(engine, started.id, limit=GUARD)
+    assert finished.status == InstanceStatus.COMPLETED
+    assert finished.output == {"approvedBy": "ops"}
