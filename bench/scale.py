@@ -252,12 +252,14 @@ async def throughput(admin: str, replicas: int, count: int, clients: int, workdi
 
 
 async def timer_lateness(
-    admin: str, replicas: int, count: int, lead: float, clients: int, workdir: Path
+    admin: str, replicas: int, count: int, lead: float, clients: int, workdir: Path, spread: float = 1.0
 ) -> dict[str, Any]:
     async with cluster_of(admin, replicas, workdir, "timers") as cluster:
         await cluster.deploy(DUE_TOGETHER)
         due = time.time() + lead
-        await start_many(cluster, "due-together", [{"dueAt": due}] * count, clients)
+        # Due within the same ``spread`` seconds, evenly (0: all at the same instant).
+        inputs = [{"dueAt": due + spread * n / count} for n in range(count)]
+        await start_many(cluster, "due-together", inputs, clients)
         if time.time() >= due - 0.2:
             raise RuntimeError(
                 f"starting {count} instances took more than the {lead:.0f} s lead; raise --timer-lead"
@@ -414,6 +416,9 @@ async def main() -> int:
     parser.add_argument(
         "--timer-lead", type=float, default=15.0, help="seconds from the first start to the due time"
     )
+    parser.add_argument(
+        "--timer-spread", type=float, default=1.0, help="the due times spread evenly over this many seconds"
+    )
     parser.add_argument("--events", type=int, default=5000, help="events emitted for the outbox run")
     parser.add_argument("--outbox-replicas", type=int, default=1)
     parser.add_argument(
@@ -449,7 +454,13 @@ async def main() -> int:
                 show_throughput(rows)
             if args.only in (None, "timers"):
                 results["timers"] = await timer_lateness(
-                    args.postgres, args.timer_replicas, args.timers, args.timer_lead, args.clients, workdir
+                    args.postgres,
+                    args.timer_replicas,
+                    args.timers,
+                    args.timer_lead,
+                    args.clients,
+                    workdir,
+                    args.timer_spread,
                 )
                 show_timers(results["timers"])
             if args.only in (None, "outbox"):

@@ -106,7 +106,11 @@ class ServiceHost:
                 self.timers.expect([float(note.partition(":")[2])])
         elif note == "outbox":
             self.outbox.wake()
+        elif note == "definition":
+            self.engine.definitions.forget_latest()
+            self.scheduler.wake()
         elif note == RECONNECTED:  # anything notified meanwhile was missed
+            self.engine.definitions.forget_latest()
             for service in self.services:
                 service.wake()
 

@@ -1,8 +1,8 @@
 """Wake-ups between replicas: PostgreSQL ``LISTEN flowkeeper``.
 
 Migration 0006's triggers ``NOTIFY flowkeeper`` when an instance becomes runnable with
-no lease (``work``), a timer is created (``timer:<due, epoch seconds>``) or an outbox
-row is written (``outbox``). :class:`PostgresListener` holds one connection of its own
+no lease (``work``), a timer is created (``timer:<due, epoch seconds>``), an outbox
+row is written (``outbox``) or a definition is deployed (``definition``). :class:`PostgresListener` holds one connection of its own
 (outside the pool: a listening connection must stay open) and hands every payload to a
 callback. Notifications are hints: a lost one costs at most a poll interval, and after a
 reconnect the callback gets ``reconnected`` so that everything looks at the database

@@ -78,6 +78,12 @@ async def test_unleased_runnable_instances_timers_and_outbox_rows_notify(
     await notes.wait_for(lambda n: n == "outbox")
 
 
+async def test_a_deployed_definition_notifies(listening, store: Store, make) -> None:
+    notes, _ = listening
+    await store.put_definition(make.definition("2.0.0"))
+    await notes.wait_for(lambda n: n == "definition")
+
+
 async def test_a_claimed_start_does_not_notify(listening, store: Store, make) -> None:
     notes, _ = listening
     await make.claimed(store)  # created under our lease: nobody else has anything to do

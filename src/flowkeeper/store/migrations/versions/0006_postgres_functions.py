@@ -16,7 +16,8 @@ SQLite has no such functions and needs none (its writes are in-process).
 
 Triggers ``NOTIFY flowkeeper`` on commit when something another replica should act on
 at once appeared: an instance runnable with no lease (``work``), a timer (``timer:``
-and its due time as epoch seconds), an outbox row (``outbox``). Listeners treat them
+and its due time as epoch seconds), an outbox row (``outbox``), a definition
+(``definition``: the latest version of a name may have changed). Listeners treat them
 as hints; polling stays the safety net.
 Frozen like the other migrations: the SQL is spelled out here.
 """
@@ -156,6 +157,8 @@ CREATE OR REPLACE FUNCTION flowkeeper_notify() RETURNS trigger LANGUAGE plpgsql 
 BEGIN
     IF TG_TABLE_NAME = 'workflow_instance' THEN
         PERFORM pg_notify('flowkeeper', 'work');
+    ELSIF TG_TABLE_NAME = 'workflow_definition' THEN
+        PERFORM pg_notify('flowkeeper', 'definition');
     ELSIF TG_TABLE_NAME = 'workflow_timer' THEN
         PERFORM pg_notify('flowkeeper', 'timer:' || extract(epoch FROM NEW.due_at)::text);
     ELSE
@@ -170,6 +173,10 @@ CREATE TRIGGER flowkeeper_work_available
     AFTER INSERT OR UPDATE OF status, lease_owner ON workflow_instance
     FOR EACH ROW WHEN (NEW.status IN ('pending', 'running') AND NEW.lease_owner IS NULL)
     EXECUTE FUNCTION flowkeeper_notify()
+""",
+    """
+CREATE TRIGGER flowkeeper_definition_deployed
+    AFTER INSERT ON workflow_definition FOR EACH ROW EXECUTE FUNCTION flowkeeper_notify()
 """,
     """
 CREATE TRIGGER flowkeeper_timer_created
@@ -195,6 +202,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS flowkeeper_outbox_written ON workflow_outbox")
         op.execute("DROP TRIGGER IF EXISTS flowkeeper_timer_created ON workflow_timer")
+        op.execute("DROP TRIGGER IF EXISTS flowkeeper_definition_deployed ON workflow_definition")
         op.execute("DROP TRIGGER IF EXISTS flowkeeper_work_available ON workflow_instance")
         op.execute("DROP FUNCTION IF EXISTS flowkeeper_notify()")
         op.execute("DROP FUNCTION IF EXISTS flowkeeper_fire_timers(integer, varchar, interval)")
