@@ -79,6 +79,8 @@ class RecorderApp:
         if scope["type"] != "http":  # lifespan is off; nothing else is expected
             return
         body = await _read_body(receive)
+        if body is None:  # the sender went away mid-request (a replica killed): no request
+            return
         path: str = scope["path"]
         method: str = scope["method"]
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -140,10 +142,13 @@ def _int(query: dict[str, list[str]], name: str) -> int:
     return int(values[-1]) if values else 0
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole body; None when the client disconnected before sending all of it."""
     chunks = []
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             return b"".join(chunks)
