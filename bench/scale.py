@@ -40,7 +40,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -52,6 +52,8 @@ sys.path[:0] = [str(REPO), str(BENCH)]  # the shared cluster helpers; engine.py'
 from engine import DEFINITION, percentile  # noqa: E402
 from tests.scale.cluster import Cluster, cpu_seconds  # noqa: E402
 from tests.scale.recorder import Recorder  # noqa: E402
+
+from flowkeeper.services.webhook_client import WebhookClient  # noqa: E402
 
 DATABASE = "flowkeeper_bench_scale"
 
@@ -170,25 +172,33 @@ def machine_busy() -> tuple[float, float]:
     return (sum(fields) - idle) / tick, sum(fields) / tick
 
 
-def round_robin(cluster: Cluster) -> Iterator[str]:
-    while True:
-        for replica in cluster.replicas:
-            yield replica.base_url
-
-
 async def start_many(cluster: Cluster, definition: str, inputs: list[Any], clients: int) -> None:
-    """POST ``/api/v1/instances`` once per input, ``clients`` at a time, round-robin over replicas."""
-    bases = round_robin(cluster)
+    """POST ``/api/v1/instances`` once per input, ``clients`` at a time, round-robin over replicas.
+
+    The load comes from a lean keep-alive client (the outbox's webhook client): on this
+    2-core machine httpx alone would take most of a core from the replicas.
+    """
+    starters = [
+        WebhookClient(f"{replica.base_url}/api/v1/instances", max_connections=clients)
+        for replica in cluster.replicas
+    ]
+    turn = iter(range(len(inputs) * 2))
     queue = iter(inputs)
     body = {"definition": {"namespace": "bench", "name": definition}}
+    headers = {"Content-Type": "application/json"}
 
     async def client() -> None:
         for data in queue:
-            response = await cluster.http.post(f"{next(bases)}/api/v1/instances", json=body | {"input": data})
-            if response.status_code != 201:
-                raise RuntimeError(f"start answered {response.status_code}: {response.text[:300]}")
+            starter = starters[next(turn) % len(starters)]
+            answer = await starter.post(json.dumps(body | {"input": data}).encode(), headers)
+            if answer.status != 201:
+                raise RuntimeError(f"start answered {answer.status}: {answer.body[:300]!r}")
 
-    await asyncio.gather(*(client() for _ in range(clients)))
+    try:
+        await asyncio.gather(*(client() for _ in range(clients)))
+    finally:
+        for starter in starters:
+            await starter.aclose()
 
 
 async def until_completed(cluster: Cluster, name: str, count: int) -> None:
