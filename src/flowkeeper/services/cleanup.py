@@ -28,6 +28,7 @@ from datetime import datetime
 from flowkeeper.config import Settings
 from flowkeeper.services.base import ServiceHealth
 from flowkeeper.store.port import Store
+from flowkeeper.waiting import until_any
 
 log = logging.getLogger("flowkeeper.cleanup")
 
@@ -213,13 +214,5 @@ class CleanupService:
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> bool:
         """Wait ``seconds``, or less when woken; True when ``stop`` is set."""
-        if stop.is_set():
-            return True
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=max(seconds, 0.0), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+        await until_any(max(seconds, 0.0), stop, self._wake)
         return stop.is_set()

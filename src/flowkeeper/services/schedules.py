@@ -42,6 +42,7 @@ from flowkeeper.runtime.scheduled_starts import (
 )
 from flowkeeper.schedule_records import ScheduleRecord
 from flowkeeper.services.base import ServiceHealth
+from flowkeeper.waiting import until_any
 
 log = logging.getLogger("flowkeeper.scheduler")
 
@@ -234,12 +235,4 @@ class ScheduleService:
         return min(max(until, 0.0), self.poll_interval)
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
-        if stop.is_set() or seconds <= 0:
-            return
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+        await until_any(seconds, stop, self._wake)

@@ -16,7 +16,6 @@ stay in the database until a poll finds them near.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 import time
@@ -27,6 +26,7 @@ from datetime import datetime
 from flowkeeper.config import TimerServiceSettings
 from flowkeeper.runtime import Engine
 from flowkeeper.services.base import ServiceHealth
+from flowkeeper.waiting import until_any
 
 log = logging.getLogger("flowkeeper.timers")
 
@@ -183,13 +183,4 @@ class TimerService:
         await self._learn_next()
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
-        if seconds <= 0 or stop.is_set():
-            return
-        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await waiter
+        await until_any(seconds, stop, self._wake)

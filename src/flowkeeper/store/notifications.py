@@ -2,9 +2,10 @@
 
 Migration 0006's triggers ``NOTIFY flowkeeper`` when an instance becomes runnable with
 no lease (``work``), a timer is created (``timer:<due, epoch seconds>``), an outbox
-row is written (``outbox``) or a definition is deployed (``definition``). :class:`PostgresListener` holds one connection of its own
-(outside the pool: a listening connection must stay open) and hands every payload to a
-callback. Notifications are hints: a lost one costs at most a poll interval, and after a
+row is written (``outbox``) or a definition is deployed (``definition``).
+:class:`PostgresListener` holds one connection of its own (outside the pool: a
+listening connection must stay open) and hands every payload to a callback.
+Notifications are hints: a lost one costs at most a poll interval, and after a
 reconnect the callback gets ``reconnected`` so that everything looks at the database
 again (anything notified while disconnected was missed).
 """
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from flowkeeper.store.urls import DatabaseUrl
+from flowkeeper.waiting import until_any
 
 log = logging.getLogger("flowkeeper.notifications")
 
@@ -70,7 +72,7 @@ class PostgresListener:
             except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
                 self.last_error = f"{type(exc).__name__}: cannot connect to {self._safe}"
                 log.warning("Notification listener: %s; retrying in %.1fs", self.last_error, backoff)
-                await _wait(stop, backoff)
+                await until_any(backoff, stop)
                 backoff = min(backoff * 2, 5.0)
                 continue
             try:
@@ -83,7 +85,7 @@ class PostgresListener:
                     self._on_note(RECONNECTED)
                 first = False
                 while not (stop.is_set() or lost.is_set()):
-                    await _wait(stop, KEEPALIVE, lost)
+                    await until_any(KEEPALIVE, stop, lost)
                     if not (stop.is_set() or lost.is_set()):
                         await connection.execute("SELECT 1", timeout=self._connect_timeout)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -100,17 +102,3 @@ class PostgresListener:
             self._on_note(payload)
         except Exception:  # a hint must never kill the listener
             log.exception("Notification handler failed for %r", payload)
-
-
-async def _wait(stop: asyncio.Event, seconds: float | None, other: asyncio.Event | None = None) -> None:
-    """Until ``stop`` (or ``other``) is set, or ``seconds`` pass."""
-    waiters = [asyncio.ensure_future(stop.wait())]
-    if other is not None:
-        waiters.append(asyncio.ensure_future(other.wait()))
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter

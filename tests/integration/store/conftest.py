@@ -128,6 +128,24 @@ class Make:
         }
         return OutboxRecord(**(fields | kw))
 
+    async def waiting_on_timer(
+        self, store: Store, due_at: datetime
+    ) -> tuple[InstanceRecord, BookmarkRecord, TimerRecord]:
+        """An instance suspended (lease released) on a timer due at ``due_at``."""
+        instance = await self.claimed(store)
+        bookmark = self.bookmark(instance.id, kind=BookmarkKind.TIMER, event_type=None, filter=None)
+        timer = self.timer(bookmark, due_at)
+        await store.checkpoint(
+            self.checkpoint(
+                instance,
+                status=InstanceStatus.SUSPENDED,
+                new_bookmarks=(bookmark,),
+                new_timers=(timer,),
+                release_lease=True,
+            )
+        )
+        return instance, bookmark, timer
+
     async def suspended_on(
         self, store: Store, bookmark_kind: BookmarkKind = BookmarkKind.EVENT, **kw: Any
     ) -> tuple[InstanceRecord, BookmarkRecord]:

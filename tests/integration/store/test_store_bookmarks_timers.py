@@ -79,26 +79,10 @@ async def test_list_bookmarks_oldest_first(store: Store, make) -> None:
     assert [b.id for b in await store.list_bookmarks(instance.id)] == [first.id, second.id]
 
 
-async def _waiting_on_timer(store: Store, make, due_at: datetime):
-    instance = await make.claimed(store)
-    bookmark = make.bookmark(instance.id, kind=BookmarkKind.TIMER, event_type=None, filter=None)
-    timer = make.timer(bookmark, due_at)
-    await store.checkpoint(
-        make.checkpoint(
-            instance,
-            status=InstanceStatus.SUSPENDED,
-            new_bookmarks=(bookmark,),
-            new_timers=(timer,),
-            release_lease=True,
-        )
-    )
-    return instance, bookmark, timer
-
-
 async def test_only_due_timers_fire(store: Store, make) -> None:
     now = await store.now()
-    due_instance, due_bookmark, due = await _waiting_on_timer(store, make, now - timedelta(seconds=1))
-    later_instance, _, later = await _waiting_on_timer(store, make, now + timedelta(hours=1))
+    due_instance, due_bookmark, due = await make.waiting_on_timer(store, now - timedelta(seconds=1))
+    later_instance, _, later = await make.waiting_on_timer(store, now + timedelta(hours=1))
     fired = await store.fire_due_timers(100)
     assert [t.id for t in fired] == [due.id]
     assert fired[0].due_at == due.due_at
@@ -116,7 +100,7 @@ async def test_only_due_timers_fire(store: Store, make) -> None:
 
 async def test_fire_uses_the_database_clock_unless_told(store: Store, make) -> None:
     now = await store.now()
-    instance, _, timer = await _waiting_on_timer(store, make, now + timedelta(days=1))
+    instance, _, timer = await make.waiting_on_timer(store, now + timedelta(days=1))
     assert await store.fire_due_timers(10) == []
     fired = await store.fire_due_timers(10, now=now + timedelta(days=2))
     assert [t.id for t in fired] == [timer.id]
@@ -126,7 +110,7 @@ async def test_fire_uses_the_database_clock_unless_told(store: Store, make) -> N
 
 async def test_fire_respects_the_limit_earliest_first(store: Store, make) -> None:
     now = await store.now()
-    timers = [(await _waiting_on_timer(store, make, now - timedelta(minutes=m)))[2] for m in (1, 3, 2)]
+    timers = [(await make.waiting_on_timer(store, now - timedelta(minutes=m)))[2] for m in (1, 3, 2)]
     first = await store.fire_due_timers(2)
     assert [t.id for t in first] == [timers[1].id, timers[2].id]
     assert [t.id for t in await store.fire_due_timers(2)] == [timers[0].id]
@@ -134,7 +118,7 @@ async def test_fire_respects_the_limit_earliest_first(store: Store, make) -> Non
 
 async def test_concurrent_timer_services_fire_each_timer_once(store: Store, store_factory, make) -> None:
     now = await store.now()
-    ids = {(await _waiting_on_timer(store, make, now - timedelta(seconds=1)))[2].id for _ in range(12)}
+    ids = {(await make.waiting_on_timer(store, now - timedelta(seconds=1)))[2].id for _ in range(12)}
     other = await store_factory()
 
     async def drain(s: Store) -> list[str]:
@@ -151,8 +135,8 @@ async def test_concurrent_timer_services_fire_each_timer_once(store: Store, stor
 async def test_next_timer_due(store: Store, make) -> None:
     assert await store.next_timer_due() is None
     now = await store.now()
-    a, _, early = await _waiting_on_timer(store, make, now + timedelta(minutes=5))
-    b, _, late = await _waiting_on_timer(store, make, now + timedelta(minutes=10))
+    a, _, early = await make.waiting_on_timer(store, now + timedelta(minutes=5))
+    b, _, late = await make.waiting_on_timer(store, now + timedelta(minutes=10))
     assert await store.next_timer_due() == early.due_at
     assert await store.next_timer_due([b.id]) == late.due_at
     assert await store.next_timer_due([a.id, b.id]) == early.due_at

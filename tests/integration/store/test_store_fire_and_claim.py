@@ -13,27 +13,10 @@ from flowkeeper.store import Store
 MINUTE = timedelta(minutes=1)
 
 
-async def _waiting(store: Store, make, due_at: datetime, **checkpoint):  # type: ignore[no-untyped-def]
-    instance = await make.claimed(store)
-    bookmark = make.bookmark(instance.id, kind=BookmarkKind.TIMER, event_type=None, filter=None)
-    timer = make.timer(bookmark, due_at)
-    await store.checkpoint(
-        make.checkpoint(
-            instance,
-            status=InstanceStatus.SUSPENDED,
-            new_bookmarks=(bookmark,),
-            new_timers=(timer,),
-            release_lease=True,
-            **checkpoint,
-        )
-    )
-    return instance, bookmark, timer
-
-
 async def test_fires_due_timers_and_claims_their_instances(store: Store, make) -> None:
     now = await store.now()
-    instance, bookmark, due = await _waiting(store, make, now - timedelta(seconds=1))
-    later_instance, _, later = await _waiting(store, make, now + timedelta(hours=1))
+    instance, bookmark, due = await make.waiting_on_timer(store, now - timedelta(seconds=1))
+    later_instance, _, later = await make.waiting_on_timer(store, now + timedelta(hours=1))
 
     fired, claimed = await store.fire_and_claim_timers(100, "replica-a", MINUTE)
 
@@ -61,7 +44,7 @@ async def test_fired_but_not_claimed_when_held_or_manually_suspended(store: Stor
     await store.checkpoint(
         make.checkpoint(held, new_bookmarks=(held_bookmark,), new_timers=(make.timer(held_bookmark, now),))
     )
-    paused, _, _ = await _waiting(store, make, now - timedelta(seconds=1))
+    paused, _, _ = await make.waiting_on_timer(store, now - timedelta(seconds=1))
     await store.suspend_instance(paused.id)
 
     fired, claimed = await store.fire_and_claim_timers(100, "replica-a", MINUTE)
@@ -74,7 +57,7 @@ async def test_fired_but_not_claimed_when_held_or_manually_suspended(store: Stor
 
 async def test_two_replicas_fire_each_timer_once(store: Store, store_factory, make) -> None:
     now = await store.now()
-    waiting = [await _waiting(store, make, now - timedelta(milliseconds=n)) for n in range(30)]
+    waiting = [await make.waiting_on_timer(store, now - timedelta(milliseconds=n)) for n in range(30)]
     other = await store_factory()
     results = await asyncio.gather(
         *(s.fire_and_claim_timers(7, f"replica-{n}", MINUTE) for n, s in enumerate([store, other] * 5))
@@ -93,8 +76,8 @@ async def test_next_timer_with_the_clock_and_the_due_count(store: Store, make) -
     due, now = await store.next_timer_and_now()
     assert due is None and now.tzinfo is not None
     now = await store.now()
-    _, _, overdue = await _waiting(store, make, now - timedelta(seconds=5))
-    await _waiting(store, make, now + timedelta(hours=1))
+    _, _, overdue = await make.waiting_on_timer(store, now - timedelta(seconds=5))
+    await make.waiting_on_timer(store, now + timedelta(hours=1))
     due, clock = await store.next_timer_and_now()
     assert due == overdue.due_at
     assert clock >= now
