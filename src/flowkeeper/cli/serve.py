@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -85,6 +86,16 @@ def _engine(settings: Settings, store: Store) -> tuple[Engine, ServiceHost, Coll
     return engine, host, metrics.registry
 
 
+def _settle_garbage_collection() -> None:
+    """Move what start-up allocated (modules, schemas, compiled programs) out of the
+    cyclic collector's sight: profiles of a busy service showed several percent of its
+    CPU in collections re-scanning those long-lived objects. (Raising the young
+    generation's threshold as well cut CPU further but lengthened the pauses: the
+    event-to-resume p99 went up by 2-3 ms.)"""
+    gc.collect()
+    gc.freeze()
+
+
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
     """Run the service's main coroutine on uvloop where it is installed (it comes with
     ``uvicorn[standard]``): socket writes and callbacks cost a fraction of the standard
@@ -119,6 +130,7 @@ async def serve(settings: Settings, *, migrate: bool, deploy: list[Path]) -> Non
     try:
         await _deploy(engine, deploy)
         app = create_app(engine, settings=settings, registry=registry, health=host)
+        _settle_garbage_collection()
         config = uvicorn.Config(
             app,
             host=settings.server.host,
@@ -157,6 +169,7 @@ async def work(settings: Settings, *, migrate: bool) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     try:
+        _settle_garbage_collection()
         await host.start()
         sys.stderr.write(
             f"Flowkeeper worker {engine.owner} is running (database {settings.database.safe_url})\n"
