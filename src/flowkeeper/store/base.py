@@ -424,36 +424,60 @@ class SqlStore(InstanceControl, EventQueries, CleanupQueries, OutboxQueries, Sch
             return []
 
         async def fire(conn: AsyncConnection) -> list[TimerRecord]:
-            moment = now if now is not None else await self._read_clock(conn)
-            due = list(
-                (await conn.execute(self._sql.lock_due_timers, {"p_due": moment, "p_limit": limit})).scalars()
-            )
-            if not due:
-                return []
-            fired = [rows.timer(r) for r in await conn.execute(self._sql.delete_fired_timers, {"p_ids": due})]
-            fired_at = moment.astimezone(UTC).isoformat()
-            if fired:
-                payloads = [(t.bookmark_id, {"timer": t.id, "firedAt": fired_at}) for t in fired]
-                await writes.consume(conn, self._sql, payloads, self._clock(), locks_rows=self.locks_rows)
-            return fired
+            return await self._fire(conn, limit, now)
 
         fired = await self._write("fire_due_timers", fire)
         return sorted(fired, key=lambda t: (t.due_at, t.id))
 
+    async def _fire(self, conn: AsyncConnection, limit: int, now: datetime | None) -> list[TimerRecord]:
+        moment = now if now is not None else await self._read_clock(conn)
+        locked = await conn.execute(self._sql.lock_due_timers, {"p_due": moment, "p_limit": limit})
+        due = list(locked.scalars())
+        if not due:
+            return []
+        fired = [rows.timer(r) for r in await conn.execute(self._sql.delete_fired_timers, {"p_ids": due})]
+        fired_at = moment.astimezone(UTC).isoformat()
+        if fired:
+            payloads = [(t.bookmark_id, {"timer": t.id, "firedAt": fired_at}) for t in fired]
+            await writes.consume(conn, self._sql, payloads, self._clock(), locks_rows=self.locks_rows)
+        return fired
+
     async def fire_and_claim_timers(
         self, limit: int, owner: str, lease: timedelta
     ) -> tuple[list[TimerRecord], list[Delivery]]:
-        """Fire due timers, then claim their instances and read what their runs resume from."""
-        fired = await self.fire_due_timers(limit)
-        claimed: list[Delivery] = []
-        for instance_id in dict.fromkeys(t.instance_id for t in fired):
-            record = await self.claim_instance(instance_id, owner, lease)
-            if record is not None:
-                consumed, timers = await asyncio.gather(
-                    self.list_bookmarks(instance_id, consumed=True), self.list_timers(instance_id)
+        """Fire due timers, claim their instances and read what their runs resume from, in
+        one write transaction (PostgreSQL overrides this with one function call)."""
+        if limit < 1:
+            return [], []
+        claim = {"p_lease_owner": owner} | self._clock(lease)
+
+        async def fire(conn: AsyncConnection) -> tuple[list[TimerRecord], list[Delivery]]:
+            fired = await self._fire(conn, limit, None)
+            claimed: list[Delivery] = []
+            for instance_id in dict.fromkeys(t.instance_id for t in fired):
+                row = (await conn.execute(self._sql.claim_one, claim | {"p_id": instance_id})).first()
+                if row is None:
+                    continue
+                consumed = (
+                    select(workflow_bookmark)
+                    .where(_b.instance_id == instance_id, _b.is_consumed == true())
+                    .order_by(_b.created_on, _b.id)
                 )
-                claimed.append(Delivery(True, record, tuple(consumed), tuple(timers)))
-        return fired, claimed
+                timers = (
+                    select(workflow_timer).where(_t.instance_id == instance_id).order_by(_t.due_at, _t.id)
+                )
+                claimed.append(
+                    Delivery(
+                        True,
+                        rows.instance(row),
+                        tuple(rows.bookmark(r) for r in await conn.execute(consumed)),
+                        tuple(rows.timer(r) for r in await conn.execute(timers)),
+                    )
+                )
+            return fired, claimed
+
+        fired, claimed = await self._write("fire_due_timers", fire)
+        return sorted(fired, key=lambda t: (t.due_at, t.id)), claimed
 
     async def count_due_timers(self) -> int:
         """Timers due now (database clock) and not fired yet: a backlog when it stays above 0."""
