@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     delete,
+    event,
     false,
     func,
     insert,
@@ -77,6 +78,7 @@ class PostgresStore(SqlStore):
                 "server_settings": {"application_name": "flowkeeper"},
             },
         )
+        event.listen(engine.sync_engine, "connect", _warm_types)
         # One pool, two modes: a statement that is the whole write (a claim, a lease
         # renewal) and every read run in autocommit, which spares the BEGIN and
         # COMMIT round trips; multi-statement writes get a real transaction.
@@ -196,6 +198,28 @@ _FIRE_AND_CLAIM = text(
     bindparam("p_owner", type_=Text()),
     bindparam("p_lease", type_=Interval()),
 )
+
+
+#: Statements whose results are rows of table types (composite values): preparing them
+#: makes asyncpg read those types' definitions from the catalog, several round trips
+#: that would otherwise fall on the first event delivery or timer of each connection.
+_COMPOSITE_RESULTS = (
+    "SELECT * FROM flowkeeper_deliver_event(NULL, NULL, NULL, NULL, NULL)",
+    "SELECT * FROM flowkeeper_fire_timers(0, NULL, NULL)",
+)
+
+
+def _warm_types(dbapi_connection: Any, _record: Any) -> None:
+    """Pool ``connect`` hook: prepare the composite-returning statements on a new connection."""
+
+    async def prepare(connection: Any) -> None:
+        for statement in _COMPOSITE_RESULTS:
+            try:
+                await connection.prepare(statement)
+            except Exception:  # before migration 0006 the functions do not exist yet
+                return
+
+    dbapi_connection.run_async(prepare)
 
 
 class _Composite:
