@@ -62,6 +62,7 @@ class TimerService:
         self._running = False
         self._fired = self._passes = self._failed = 0
         self._recheck = _RECHECK
+        self._poll_now = False
         engine.timer_listeners.append(self.expect)
 
     # -- BackgroundService -----------------------------------------------------------------------
@@ -76,7 +77,8 @@ class TimerService:
             while not stop.is_set():
                 self._wake.clear()
                 try:
-                    if time.monotonic() >= next_poll:
+                    if self._poll_now or time.monotonic() >= next_poll:
+                        self._poll_now = False
                         await self._poll()
                         next_poll = time.monotonic() + interval
                     if self._near and self._near[0] <= self._db_now():
@@ -101,7 +103,8 @@ class TimerService:
             self._running = False
 
     def wake(self) -> None:
-        """Look at the database now (a notification said timers changed)."""
+        """Ask the database for the next due time now (notifications may have been missed)."""
+        self._poll_now = True
         self._wake.set()
 
     def health(self) -> ServiceHealth:
