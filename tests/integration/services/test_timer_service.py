@@ -132,3 +132,23 @@ async def test_timers_beyond_the_long_running_threshold_stay_in_the_database(
     assert timers.figures().near == 0
     timers.expect([await engine.store.now()])
     assert timers.figures().near == 1
+
+
+async def test_a_wake_looks_at_the_database_for_timers_nobody_announced(
+    engines, running: Running
+) -> None:
+    # Another replica's timer, and its notification missed (a reconnect): the poll is an
+    # hour away, the wake that follows a reconnect makes the service ask at once.
+    here, elsewhere = engines(owner="here"), engines(owner="elsewhere")
+    timers = running.start(here, TimerServiceSettings(processing_interval=timedelta(hours=1)))
+    async with asyncio.timeout(GUARD):
+        while timers.figures().passes == 0:  # its first poll is done: the next is an hour away
+            await asyncio.sleep(0.01)
+    await deploy(elsewhere, WAIT)
+    started = await elsewhere.start("tests", "wf", None, {})
+    async with asyncio.timeout(GUARD):
+        await elsewhere.drain()  # parked on its timer, which `here` was never told about
+        timers.wake()
+        finished = await here.wait_for(started.id)
+    assert finished.status is InstanceStatus.COMPLETED
+    assert timers.figures().fired == 1
