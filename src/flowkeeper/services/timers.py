@@ -63,6 +63,8 @@ class TimerService:
         self._fired = self._passes = self._failed = 0
         self._recheck = _RECHECK
         self._poll_now = False
+        #: Set once the service has read the database's next due time (it is ready).
+        self.polled = asyncio.Event()
         engine.timer_listeners.append(self.expect)
 
     # -- BackgroundService -----------------------------------------------------------------------
@@ -141,6 +143,7 @@ class TimerService:
         self._passes += 1
         self._near = []
         await self._learn_next()
+        self.polled.set()
 
     async def _learn_next(self) -> None:
         """Read the next due time with the database clock, which also refreshes the

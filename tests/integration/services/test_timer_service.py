@@ -142,8 +142,7 @@ async def test_a_wake_looks_at_the_database_for_timers_nobody_announced(
     here, elsewhere = engines(owner="here"), engines(owner="elsewhere")
     timers = running.start(here, TimerServiceSettings(processing_interval=timedelta(hours=1)))
     async with asyncio.timeout(GUARD):
-        while timers.figures().passes == 0:  # its first poll is done: the next is an hour away
-            await asyncio.sleep(0.01)
+        await timers.polled.wait()  # its first poll is done: the next is an hour away
     await deploy(elsewhere, WAIT)
     started = await elsewhere.start("tests", "wf", None, {})
     async with asyncio.timeout(GUARD):
