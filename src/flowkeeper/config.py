@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import socket
 import sys
@@ -36,7 +35,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -50,11 +48,21 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from flowkeeper import hosts
+from flowkeeper.config_sources import (
+    ENV_PREFIX as ENV_PREFIX,  # re-exported
+)
+from flowkeeper.config_sources import (
+    deep_merge,
+    describe,
+    env_overrides,
+    read_file,
+    snake,
+)
+from flowkeeper.config_sources import mask_url as mask_url  # re-exported
 from flowkeeper.durations import Duration, PositiveDuration
 from flowkeeper.durations import parse_duration as parse_duration  # re-exported
 from flowkeeper.errors import ConfigurationError
 
-ENV_PREFIX = "FLOWKEEPER__"
 CONFIG_FILE_ENV = "FLOWKEEPER_CONFIG"
 
 _S = timedelta(seconds=1)
@@ -69,21 +77,6 @@ _DEFAULT_LOG_OVERRIDES = {
     "sqlalchemy": "WARNING",
     "alembic": "WARNING",
 }
-_SENSITIVE = re.compile(r"secret|password|passwd|token|api_?key|credential", re.IGNORECASE)
-
-
-def mask_url(url: str) -> str:
-    """``url`` with the password of its user-info replaced by ``***`` (other text unchanged)."""
-    scheme, sep, rest = url.partition("://")
-    at = rest.rfind("@")
-    # The last "@" is taken so that an unescaped "@" or "/" inside a password is still
-    # hidden; in doubt this masks too much, never too little.
-    if not sep or at < 0 or ":" not in rest[:at]:
-        return url
-    user = rest[:at].split(":", 1)[0]
-    return f"{scheme}://{user}:***@{rest[at + 1 :]}"
-
-
 def _log_level(value: object) -> str:
     name = str(value).strip()
     level = _LEVEL_ALIASES.get(name.lower(), name.upper())
@@ -238,7 +231,7 @@ class OutboxProcessorSettings(_Section):
         if not isinstance(value, list):
             return value
         return [
-            {_snake(str(k)): v for k, v in item.items()} if isinstance(item, Mapping) else item
+            {snake(str(k)): v for k, v in item.items()} if isinstance(item, Mapping) else item
             for item in value
         ]
 
@@ -571,119 +564,13 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
     """
     environ = os.environ if env is None else env
     path = config_file if config_file is not None else environ.get(CONFIG_FILE_ENV) or None
-    data = _read_file(Path(path)) if path is not None else {}
-    overrides, sources = _env_overrides(environ)
-    _deep_merge(data, overrides)
+    data = read_file(Path(path), Settings, _GUIDE_LOGGING_KEYS) if path is not None else {}
+    overrides, sources = env_overrides(environ)
+    deep_merge(data, overrides)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         # "from None": the pydantic error would print input values, passwords included.
-        raise ConfigurationError(_describe(exc, sources)) from None
+        raise ConfigurationError(describe(exc, sources)) from None
 
 
-def _read_file(path: Path) -> dict[str, Any]:
-    suffix = path.suffix.lower()
-    if suffix not in (".yaml", ".yml", ".json"):
-        raise ConfigurationError(f"{path}: unsupported config file type; use .yaml, .yml or .json")
-    try:
-        text = path.read_text(encoding="utf-8")
-        raw = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno}, column {exc.colno}"
-        raise ConfigurationError(f"{path}: invalid JSON at {where}: {exc.msg}") from None
-    except yaml.YAMLError as exc:
-        # Problem and position only: the snippet PyYAML quotes could show a password.
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise ConfigurationError(f"{path}: invalid YAML{where}: {problem}") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigurationError(f"{path}: the top level must be a mapping of sections")
-    data: dict[str, Any] = {}
-    for key, value in raw.items():
-        if _snake(str(key)) == "workflow_engine" and isinstance(value, dict):
-            _deep_merge(data, _normalise(value, Settings))
-        else:
-            _deep_merge(data, _normalise({key: value}, Settings))
-    section = data.setdefault("logging", {})
-    if isinstance(section, dict):
-        section.update({key: data.pop(key) for key in _GUIDE_LOGGING_KEYS if key in data})
-    return data
-
-
-def _snake(key: str) -> str:
-    key = key.strip().replace("-", "_")
-    key = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", key)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()
-
-
-def _normalise(data: Mapping[Any, Any], model: type[BaseModel]) -> dict[str, Any]:
-    # Schema-guided, so the keys of free-form maps (logger names) are left alone.
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = _snake(str(key))
-        field = model.model_fields.get(name)
-        sub = field.annotation if field is not None else None
-        if isinstance(value, Mapping) and isinstance(sub, type) and issubclass(sub, BaseModel):
-            value = _normalise(value, sub)
-        out[name] = value
-    return out
-
-
-def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
-    data: dict[str, Any] = {}
-    sources: dict[tuple[str, ...], str] = {}
-    for name in sorted(environ):
-        if not name.upper().startswith(ENV_PREFIX):
-            continue
-        path = tuple(name[len(ENV_PREFIX) :].lower().split("__"))
-        dotted = ".".join(path)
-        if not all(path):
-            raise ConfigurationError(f"{name}: empty key segment; write FLOWKEEPER__SECTION__KEY")
-        value: Any = environ[name]
-        if value.lstrip()[:1] in ("[", "{"):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise ConfigurationError(f"{dotted}: invalid JSON [from {name}]") from None
-        cursor = data
-        for part in path[:-1]:
-            cursor = cursor.setdefault(part, {})
-            if not isinstance(cursor, dict):
-                break
-        if not isinstance(cursor, dict) or isinstance(cursor.get(path[-1]), dict):
-            raise ConfigurationError(f"{dotted}: conflicts with another FLOWKEEPER__ variable [from {name}]")
-        cursor[path[-1]] = value
-        sources[path] = name
-    return data, sources
-
-
-def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> None:
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _deep_merge(base[key], value)
-        else:
-            base[key] = value
-
-
-def _describe(exc: ValidationError, sources: Mapping[tuple[str, ...], str]) -> str:
-    lines = []
-    for error in exc.errors(include_url=False):
-        loc, value, unknown = error["loc"], error.get("input"), error["type"] == "extra_forbidden"
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "settings"
-        message = "unknown setting" if unknown else error["msg"].removeprefix("Value error, ")
-        line = f"{path}: {re.sub(r'^Input should be ', 'must be ', message)}"
-        # Values of unknown or secret-looking keys are not echoed: they may be passwords.
-        if not unknown and isinstance(value, str | int | float) and not _SENSITIVE.search(path):
-            shown = repr(mask_url(value) if isinstance(value, str) else value)
-            line += "" if shown in message else f" (got {shown[:80]})"
-        # A variable's path may be longer than the error's (it names an unknown section)
-        # or shorter (the bad key is inside its JSON value).
-        n = len(loc)
-        source = next((var for p, var in sources.items() if n and p[:n] == loc[: len(p)]), None)
-        lines.append(line + (f" [from {source}]" if source else ""))
-    return "\n".join(lines)
