@@ -96,4 +96,5 @@ async def requeue_outbox_event(id: OutboxIdPath, engine: EngineDep) -> OutboxEve
         raise _not_found(exc) from None
     except InvalidTransition as exc:
         raise ApiProblem(409, exc.message, code="outbox.invalid_transition") from None
+    engine.outbox_written()  # this process's processor delivers it now, not at its next poll
     return OutboxEventOut.from_record(record)

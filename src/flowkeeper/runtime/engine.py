@@ -101,6 +101,8 @@ class Engine:
         self.runs: dict[str, InstanceRun] = {}
         #: Told the due times (database clock) of timers this process's runs created.
         self.timer_listeners: list[Callable[[list[datetime]], None]] = []
+        #: Told when outbox rows were committed here (the outbox processor wakes up).
+        self.outbox_listeners: list[Callable[[], None]] = []
         #: Correlation specs (``correlation_from``) seen on bookmarks, per event type.
         self.correlation_specs: dict[str, frozenset[str]] = {}
 
@@ -348,6 +350,11 @@ class Engine:
     def notify_work(self) -> None:
         """Something became runnable (a child, a resumed bookmark, a new timer)."""
         self.work_available.set()
+
+    def outbox_written(self) -> None:
+        """Outbox rows were committed (emitted events, a re-queued dead letter): deliver now."""
+        for listener in self.outbox_listeners:
+            listener()
 
     def timers_created(self, due_times: list[datetime]) -> None:
         """Timers were committed by a run here: tell the timer service when they are due."""

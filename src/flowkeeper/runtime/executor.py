@@ -398,6 +398,8 @@ class InstanceRun:
         self.changes.applied.extend(self._apply_next)
         if checkpoint.new_timers:
             engine.timers_created([t.due_at for t in checkpoint.new_timers])
+        if checkpoint.outbox:
+            engine.outbox_written()
         if wakes_others or bool(checkpoint.new_timers):
             engine.notify_work()
         engine.poke(i for i in self._poke_after_commit if i != self.id)

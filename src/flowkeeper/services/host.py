@@ -62,6 +62,9 @@ class ServiceHost:
             self.cleanup,
             self.scheduler,
         ]
+        # This process's own commits wake the outbox at once (other replicas' through
+        # the database notification): on SQLite nothing else would before the next poll.
+        engine.outbox_listeners.append(self.outbox.wake)
         self.listener: Listener | None = engine.store.notification_listener(self._notified)
         self._refresh = refresh
         self._stop = asyncio.Event()

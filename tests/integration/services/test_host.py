@@ -43,3 +43,32 @@ async def test_the_host_runs_every_service_and_reports_them(engines) -> None:
     finally:
         await host.stop(grace=5.0)
     assert (await host.check())["dispatcher"].status == "Unhealthy"  # stopped
+
+
+async def test_an_emitted_event_is_delivered_at_once_not_at_the_next_poll(engines, receivers) -> None:
+    # The outbox polls once an hour here: only the wake-up of the commit that wrote the
+    # row (this process's own, on either database) can deliver it within the guard.
+    receiver = await receivers()
+    settings = load_settings(
+        env={
+            "FLOWKEEPER__OUTBOX_PROCESSOR__PROCESSING_INTERVAL": "1h",
+            "FLOWKEEPER__OUTBOX_PROCESSOR__SINKS": (
+                f'[{{"name": "hook", "type": "webhook", "url": "{receiver.url}"}}]'
+            ),
+        }
+    )
+    engine = engines()
+    host = ServiceHost(engine, settings)
+    await host.start()
+    try:
+        await deploy(
+            engine,
+            "do:\n  - tell:\n      emit:\n        event:\n          with:\n"
+            "            source: https://tests.example/host\n            type: com.example.told\n",
+        )
+        started = await engine.start("tests", "wf", None, {})
+        [delivered] = await receiver.wait_for(lambda requests: len(requests) >= 1, "the emitted event")
+        assert delivered.event["type"] == "com.example.told"
+        assert (await engine.wait_for(started.id)).status is InstanceStatus.COMPLETED
+    finally:
+        await host.stop(grace=5.0)
