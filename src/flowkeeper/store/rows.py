@@ -29,6 +29,7 @@ from flowkeeper.records import (
     OutboxStatus,
     TimerRecord,
 )
+from flowkeeper.schedule_records import ScheduleKind, ScheduleRecord
 
 # -- rows -> records --------------------------------------------------------------------
 
@@ -128,6 +129,22 @@ def outbox(row: Row[Any]) -> OutboxRecord:
         delivered_on=m["delivered_on"],
         delivered_to=tuple(m["delivered_to"] or ()),
         claimed_by=m["claimed_by"],
+    )
+
+
+def schedule(row: MappedRow) -> ScheduleRecord:
+    m = row._mapping
+    return ScheduleRecord(
+        namespace=m["namespace"],
+        name=m["name"],
+        version=m["version"],
+        kind=ScheduleKind(m["kind"]),
+        spec=m["spec"],
+        next_due=m["next_due"],
+        last_instance_id=m["last_instance_id"],
+        pending=m["pending"],
+        revision=m["revision"],
+        updated_on=m["updated_on"],
     )
 
 

@@ -34,22 +34,6 @@ _s, _i, _d = workflow_schedule.c, workflow_instance.c, workflow_definition.c
 _TERMINAL = [s.value for s in InstanceStatus if s.is_terminal]
 
 
-def _schedule(row: Any) -> ScheduleRecord:
-    m = row._mapping
-    return ScheduleRecord(
-        namespace=m["namespace"],
-        name=m["name"],
-        version=m["version"],
-        kind=ScheduleKind(m["kind"]),
-        spec=m["spec"],
-        next_due=m["next_due"],
-        last_instance_id=m["last_instance_id"],
-        pending=m["pending"],
-        revision=m["revision"],
-        updated_on=m["updated_on"],
-    )
-
-
 def _key(namespace: str, name: str) -> dict[str, str]:
     return {"p_namespace": namespace, "p_name": name}
 
@@ -141,7 +125,7 @@ class ScheduleQueries(Connector):
             # The row lock first, then the versions: a deploy of another version that
             # committed before we got the lock is seen, so the latest one always wins.
             row = (await conn.execute(self._lock_schedule_sql, key)).first()
-            current = None if row is None else _schedule(row)
+            current = None if row is None else rows.schedule(row)
             if not await self._is_latest(conn, namespace, name, version):
                 return current
             if schedule is None:
@@ -151,9 +135,9 @@ class ScheduleQueries(Connector):
             if current is None:
                 row = (await conn.execute(self._insert_schedule_sql, self._params(schedule) | clock)).first()
                 if row is not None:
-                    return _schedule(row)
+                    return rows.schedule(row)
                 # Another deploy inserted the row after our look: take its lock, look again.
-                current = _schedule((await conn.execute(self._lock_schedule_sql, key)).one())
+                current = rows.schedule((await conn.execute(self._lock_schedule_sql, key)).one())
                 if not await self._is_latest(conn, namespace, name, version):
                     return current
             if current.version == version and current.kind == schedule.kind and current.spec == schedule.spec:
@@ -171,7 +155,7 @@ class ScheduleQueries(Connector):
                     pending=current.pending,
                 )
             row = (await conn.execute(self._replace_schedule_sql, self._params(kept) | clock)).one()
-            return _schedule(row)
+            return rows.schedule(row)
 
         return await self._write("put_schedule", put)
 
@@ -188,7 +172,7 @@ class ScheduleQueries(Connector):
         query = select(workflow_schedule).where(_s.namespace == namespace, _s.name == name)
         async with self._reading("get_schedule") as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else _schedule(row)
+        return None if row is None else rows.schedule(row)
 
     async def list_schedules(self, kind: ScheduleKind | None = None) -> list[ScheduleRecord]:
         """Every schedule (of one kind), by namespace and name."""
@@ -196,7 +180,7 @@ class ScheduleQueries(Connector):
         if kind is not None:
             query = query.where(_s.kind == ScheduleKind(kind).value)
         async with self._reading("list_schedules") as conn:
-            return [_schedule(r) for r in await conn.execute(query.order_by(_s.namespace, _s.name))]
+            return [rows.schedule(r) for r in await conn.execute(query.order_by(_s.namespace, _s.name))]
 
     async def due_schedules(self, limit: int, now: datetime | None = None) -> list[ScheduleRecord]:
         """Schedules whose ``next_due`` is at or before ``now`` (default: the database
@@ -211,7 +195,7 @@ class ScheduleQueries(Connector):
                 .order_by(_s.next_due, _s.namespace, _s.name)
                 .limit(limit)
             )
-            return [_schedule(r) for r in await conn.execute(query)]
+            return [rows.schedule(r) for r in await conn.execute(query)]
 
     async def next_schedule_due(self) -> datetime | None:
         """The earliest ``next_due`` of any schedule."""
@@ -236,7 +220,7 @@ class ScheduleQueries(Connector):
             .limit(limit)
         )
         async with self._reading("finished_after_schedules") as conn:
-            return [(_schedule(r), r._mapping["last_completed_on"]) for r in await conn.execute(query)]
+            return [(rows.schedule(r), r._mapping["last_completed_on"]) for r in await conn.execute(query)]
 
     # -- firing ----------------------------------------------------------------------------
 
