@@ -77,6 +77,8 @@ _DEFAULT_LOG_OVERRIDES = {
     "sqlalchemy": "WARNING",
     "alembic": "WARNING",
 }
+
+
 def _log_level(value: object) -> str:
     name = str(value).strip()
     level = _LEVEL_ALIASES.get(name.lower(), name.upper())
@@ -572,5 +574,3 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
     except ValidationError as exc:
         # "from None": the pydantic error would print input values, passwords included.
         raise ConfigurationError(describe(exc, sources)) from None
-
-

@@ -60,7 +60,7 @@ async def test_schema_status_before_and_after_migrate(store_url: str) -> None:
         assert await store.schema_status() == SchemaStatus(current=None, head=head_revision())
         await store.migrate()
         status = await store.schema_status()
-        assert status.current == head_revision() == "0006_postgres_functions"
+        assert status.current == head_revision() == "0007_fire_timers_ahead"
         assert status.up_to_date
     finally:
         await store.close()

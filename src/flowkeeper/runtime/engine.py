@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -273,10 +274,23 @@ class Engine:
         preloaded = None if delivery is None else (delivery.consumed, delivery.timers)
         return await InstanceRun(self, record, interpreter, preloaded).drive()
 
-    def run_delivered(self, delivery: Delivery) -> None:
-        """Run, in the background, an instance that an event delivery claimed for us."""
+    def run_delivered(self, delivery: Delivery, *, not_before: float | None = None) -> None:
+        """Run, in the background, an instance that an event delivery claimed for us; not
+        before ``not_before`` (epoch seconds, this host's clock: timers fired ahead)."""
         assert delivery.claimed is not None
-        self._spawn(self.run_claimed(delivery.claimed, delivery))
+        if not_before is not None and not_before > time.time():
+            self._spawn(self._run_later(not_before, delivery))
+        else:
+            self._spawn(self.run_claimed(delivery.claimed, delivery))
+
+    async def _run_later(self, not_before: float, delivery: Delivery) -> InstanceRecord:
+        assert delivery.claimed is not None
+        # The lease is ours meanwhile: nobody else runs the instance before we do.
+        await asyncio.sleep(not_before - time.time())
+        left = not_before - time.time()
+        if left > 0:  # woken a little early (uvloop counts whole milliseconds)
+            await asyncio.sleep(left + 0.001)
+        return await self.run_claimed(delivery.claimed, delivery)
 
     def run_soon(self, instance_id: str) -> None:
         """Claim and run an instance that just became runnable, without waiting for the

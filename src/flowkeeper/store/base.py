@@ -46,6 +46,7 @@ from flowkeeper.store.failures import is_unique_violation
 from flowkeeper.store.outbox_queries import OutboxQueries
 from flowkeeper.store.port import Delivery, InstancePage, SchemaStatus
 from flowkeeper.store.schedule_queries import ScheduleQueries
+from flowkeeper.store.statement_batches import Row
 from flowkeeper.store.statements import Statements
 from flowkeeper.store.tables import (
     UTCDateTime,
@@ -353,6 +354,16 @@ class SqlStore(InstanceControl, EventQueries, CleanupQueries, OutboxQueries, Sch
                         raise await writes.conflict(conn, cp)
                     return rows.instance(row)
 
+                batched = self._batched(fused)
+                if batched is not None:
+                    found = await batched.fetch(params | clock)
+                    if isinstance(found, Row):
+                        return rows.instance(found)
+                    if found is None:
+                        async with self._reading("checkpoint") as conn:
+                            raise await writes.conflict(conn, cp)
+                    # RETRY_ALONE: the batch failed on a statement error; alone, it
+                    # fails (or succeeds) by itself.
                 return await self._write("checkpoint", update, autocommit=True)
 
         async def update_and_add(conn: AsyncConnection) -> InstanceRecord:
@@ -429,21 +440,28 @@ class SqlStore(InstanceControl, EventQueries, CleanupQueries, OutboxQueries, Sch
         fired = await self._write("fire_due_timers", fire)
         return sorted(fired, key=lambda t: (t.due_at, t.id))
 
-    async def _fire(self, conn: AsyncConnection, limit: int, now: datetime | None) -> list[TimerRecord]:
+    async def _fire(
+        self, conn: AsyncConnection, limit: int, now: datetime | None, ahead: timedelta = timedelta(0)
+    ) -> list[TimerRecord]:
         moment = now if now is not None else await self._read_clock(conn)
         locked = await conn.execute(self._sql.lock_due_timers, {"p_due": moment, "p_limit": limit})
         due = list(locked.scalars())
+        if ahead > timedelta(0) and len(due) < limit:
+            soon = {"p_due": moment, "p_soon": moment + ahead, "p_limit": limit - len(due)}
+            due += (await conn.execute(self._sql.lock_timers_due_soon, soon)).scalars()
         if not due:
             return []
         fired = [rows.timer(r) for r in await conn.execute(self._sql.delete_fired_timers, {"p_ids": due})]
-        fired_at = moment.astimezone(UTC).isoformat()
         if fired:
-            payloads = [(t.bookmark_id, {"timer": t.id, "firedAt": fired_at}) for t in fired]
+            payloads = [
+                (t.bookmark_id, {"timer": t.id, "firedAt": max(moment, t.due_at).astimezone(UTC).isoformat()})
+                for t in fired
+            ]
             await writes.consume(conn, self._sql, payloads, self._clock(), locks_rows=self.locks_rows)
         return fired
 
     async def fire_and_claim_timers(
-        self, limit: int, owner: str, lease: timedelta
+        self, limit: int, owner: str, lease: timedelta, ahead: timedelta = timedelta(0)
     ) -> tuple[list[TimerRecord], list[Delivery]]:
         """Fire due timers, claim their instances and read what their runs resume from, in
         one write transaction (PostgreSQL overrides this with one function call)."""
@@ -452,7 +470,7 @@ class SqlStore(InstanceControl, EventQueries, CleanupQueries, OutboxQueries, Sch
         claim = {"p_lease_owner": owner} | self._clock(lease)
 
         async def fire(conn: AsyncConnection) -> tuple[list[TimerRecord], list[Delivery]]:
-            fired = await self._fire(conn, limit, None)
+            fired = await self._fire(conn, limit, None, ahead)
             claimed: list[Delivery] = []
             for instance_id in dict.fromkeys(t.instance_id for t in fired):
                 row = (await conn.execute(self._sql.claim_one, claim | {"p_id": instance_id})).first()

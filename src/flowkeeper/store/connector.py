@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from flowkeeper.errors import FlowkeeperError, StoreUnavailable
 from flowkeeper.store.failures import ErrorTranslator
 from flowkeeper.store.notifications import Listener
+from flowkeeper.store.statement_batches import BatchedStatement
 from flowkeeper.store.urls import DatabaseUrl
 
 #: The writes that may carry their log rows in the same statement.
@@ -114,6 +115,12 @@ class Connector(abc.ABC):
         UPDATE) and inserting the log rows given as ``rows.log_columns`` arrays,
         returning the instance row; None when the dialect cannot (a transaction of two
         statements does it then)."""
+        return None
+
+    def _batched(self, statement: Executable) -> BatchedStatement | None:
+        """``statement`` (a hot single-statement write returning instance rows, keyed by
+        ``p_id``) with its concurrent executions pipelined; None where the dialect does
+        not (SQLite batches whole transactions instead: :mod:`flowkeeper.store.group_commit`)."""
         return None
 
     def _write_guard(self) -> contextlib.AbstractAsyncContextManager[Any]:

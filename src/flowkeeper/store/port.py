@@ -217,11 +217,16 @@ class Store(Protocol):
         """How many timers are due (database clock) and not fired yet (for metrics)."""
 
     async def fire_and_claim_timers(
-        self, limit: int, owner: str, lease: timedelta
+        self, limit: int, owner: str, lease: timedelta, ahead: timedelta = timedelta(0)
     ) -> tuple[list[TimerRecord], list[Delivery]]:
         """``fire_due_timers`` (database clock), then claim the woken instances whose lease is
         free or expired for ``owner``, with what their runs resume from (one ``Delivery``
-        per claimed instance). PostgreSQL does all of it in one round trip."""
+        per claimed instance). PostgreSQL does all of it in one round trip.
+
+        ``ahead``: also fire timers due within this much of now whose instance nobody
+        holds (their ``firedAt`` is their due time). The caller must not resume such an
+        instance before the due times of its fired timers; a timer of an instance
+        someone else holds never fires before it is due."""
 
     async def list_timers(self, instance_id: str) -> list[TimerRecord]:
         """An instance's pending timers."""

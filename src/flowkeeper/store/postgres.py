@@ -7,6 +7,7 @@ timer services run side by side without ever taking the same row.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -43,6 +44,7 @@ from flowkeeper.store.base import SqlStore
 from flowkeeper.store.connector import FusedWrite
 from flowkeeper.store.notifications import Listener, PostgresListener
 from flowkeeper.store.port import Delivery
+from flowkeeper.store.statement_batches import BatchedStatement
 from flowkeeper.store.statements import Statements
 from flowkeeper.store.tables import (
     UTCDateTime,
@@ -78,7 +80,9 @@ class PostgresStore(SqlStore):
                 "server_settings": {"application_name": "flowkeeper"},
             },
         )
-        event.listen(engine.sync_engine, "connect", _warm_types)
+        batched = [str(self._fused[w].compile(dialect=engine.dialect)) for w in _BATCHED_WRITES]
+        warm = functools.partial(_prepare, [*_COMPOSITE_RESULTS, *batched])
+        event.listen(engine.sync_engine, "connect", warm)
         # One pool, two modes: a statement that is the whole write (a claim, a lease
         # renewal) and every read run in autocommit, which spares the BEGIN and
         # COMMIT round trips; multi-statement writes get a real transaction.
@@ -118,13 +122,37 @@ class PostgresStore(SqlStore):
     def _fused_delivery_sql(self) -> Executable | None:
         return self._fused_delivery
 
+    def _batched(self, statement: Executable) -> BatchedStatement | None:
+        engine = self._autocommit
+        if engine is None:
+            return None
+        batched = self._batches.get(id(statement))
+        # A store opened again has new engines: the old batcher's pool is gone.
+        if batched is None or batched.engine is not engine:
+            batched = BatchedStatement(
+                statement,
+                engine=engine,
+                table=workflow_instance,
+                key=("p_id", "id"),
+                operation="checkpoint",
+                on_failure=self._failed,
+                timeout=self.command_timeout,
+            )
+            self._batches[id(statement)] = batched
+        return batched
+
+    @cached_property
+    def _batches(self) -> dict[int, BatchedStatement]:
+        # Keyed by id(): the statements are this store's cached properties, alive as long as it.
+        return {}
+
     async def fire_and_claim_timers(
-        self, limit: int, owner: str, lease: timedelta
+        self, limit: int, owner: str, lease: timedelta, ahead: timedelta = timedelta(0)
     ) -> tuple[list[TimerRecord], list[Delivery]]:
-        """One call of ``flowkeeper_fire_timers`` (migration 0006)."""
+        """One call of ``flowkeeper_fire_timers`` (migrations 0006, 0007)."""
         if limit < 1:
             return [], []
-        params = {"p_limit": limit, "p_owner": owner, "p_lease": lease}
+        params = {"p_limit": limit, "p_owner": owner, "p_lease": lease, "p_ahead": ahead}
 
         async def fire(conn: AsyncConnection) -> tuple[list[TimerRecord], list[Delivery]]:
             fired: list[TimerRecord] = []
@@ -192,11 +220,13 @@ _DELIVER_AND_CLAIM = text(
 
 
 _FIRE_AND_CLAIM = text(
-    "SELECT fired, claimed, consumed, timers FROM flowkeeper_fire_timers(:p_limit, :p_owner, :p_lease)"
+    "SELECT fired, claimed, consumed, timers FROM "
+    "flowkeeper_fire_timers(:p_limit, :p_owner, :p_lease, :p_ahead)"
 ).bindparams(
     bindparam("p_limit", type_=Integer()),
     bindparam("p_owner", type_=Text()),
     bindparam("p_lease", type_=Interval()),
+    bindparam("p_ahead", type_=Interval()),
 )
 
 
@@ -205,18 +235,22 @@ _FIRE_AND_CLAIM = text(
 #: that would otherwise fall on the first event delivery or timer of each connection.
 _COMPOSITE_RESULTS = (
     "SELECT * FROM flowkeeper_deliver_event(NULL, NULL, NULL, NULL, NULL)",
-    "SELECT * FROM flowkeeper_fire_timers(0, NULL, NULL)",
+    "SELECT * FROM flowkeeper_fire_timers(0, NULL, NULL, NULL)",
 )
 
+#: The fused checkpoints, executed through :mod:`flowkeeper.store.statement_batches`
+#: (asyncpg's statement cache): prepared up front too, with their array and JSON types.
+_BATCHED_WRITES: tuple[FusedWrite, ...] = ("checkpoint", "checkpoint_release_lease")
 
-def _warm_types(dbapi_connection: Any, _record: Any) -> None:
-    """Pool ``connect`` hook: prepare the composite-returning statements on a new connection."""
+
+def _prepare(statements: list[str], dbapi_connection: Any, _record: Any) -> None:
+    """Pool ``connect`` hook: prepare ``statements`` on a new connection (cached by asyncpg)."""
 
     async def prepare(connection: Any) -> None:
-        for statement in _COMPOSITE_RESULTS:
+        for statement in statements:
             try:
-                await connection.prepare(statement)
-            except Exception:  # before migration 0006 the functions do not exist yet
+                await connection.fetchmany(statement, [])  # no arguments: prepared, not run
+            except Exception:  # before migrations 0006 and 0007 the functions do not exist yet
                 return
 
     dbapi_connection.run_async(prepare)

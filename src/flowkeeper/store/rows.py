@@ -42,7 +42,6 @@ class MappedRow(Protocol):
     def _mapping(self) -> Mapping[Any, Any]: ...
 
 
-
 def definition(row: Row[Any]) -> DefinitionRecord:
     m = row._mapping
     return DefinitionRecord(

@@ -326,6 +326,26 @@ class Statements:
         )
 
     @cached_property
+    def lock_timers_due_soon(self) -> Select[Any]:
+        # Not due yet (after p_due, up to p_soon) and of an instance nobody holds: the
+        # caller claims and runs it, holding the run until the due time.
+        return (
+            select(_t.id)
+            .join(workflow_instance, _i.id == _t.instance_id)
+            .where(
+                _t.due_at > bindparam("p_due", type_=_t.due_at.type),
+                _t.due_at <= bindparam("p_soon", type_=_t.due_at.type),
+                or_(
+                    _i.lease_expires_at.is_(None),
+                    _i.lease_expires_at <= bindparam("p_due", type_=_t.due_at.type),
+                ),
+            )
+            .order_by(_t.due_at, _t.id)
+            .limit(bindparam("p_limit"))
+            .with_for_update(key_share=True, skip_locked=True, of=workflow_instance)
+        )
+
+    @cached_property
     def delete_fired_timers(self) -> ReturningDelete[Any]:
         return delete(workflow_timer).where(_t.id.in_(ids_param())).returning(*workflow_timer.c)
 
