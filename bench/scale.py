@@ -9,10 +9,14 @@
    ratio to one replica.
 2. timer lateness: N instances ``wait`` until absolute times spread evenly over one
    second (``--timer-spread``; their input says when, the duration is computed at the
-   wait). Two latenesses, p50/p99/max: fired = when the timer's row was deleted by the
-   timer service (a bench-only trigger records the server's clock) minus its due time;
-   resumed = the wait's ``completed`` in the execution log minus its due time (read
-   from ``workflow_timer`` before any is due).
+   wait). Two latenesses, p50/p99/max: resumed = the wait's ``completed`` in the
+   execution log minus its due time (read from ``workflow_timer`` before any is due):
+   when the workflow went on, the figure to compare with a durable sleep elsewhere;
+   "early" counts waits that completed before their due time (it must be 0).
+   fired = when the timer's row was deleted by the timer service (a bench-only trigger
+   records the server's clock) minus its due time: negative by design, as the service
+   fires timers up to ``services.timers.AHEAD`` (20 ms) early and holds their runs in
+   memory until due.
 3. outbox deliveries per second to one loopback webhook: ``measure_outbox`` of
    ``bench/outbox.py`` (one processor alone, rows inserted beforehand), and end to end
    through ``serve``: instances emit events in bursts (a ``for`` over ``emit``) to a
@@ -401,7 +405,7 @@ def show_timers(row: dict[str, Any]) -> None:
     )
     say(
         f"  fired:   p50 {row['fire_p50_ms']:7.1f} ms  p99 {row['fire_p99_ms']:7.1f} ms  "
-        f"max {row['fire_max_ms']:7.1f} ms  (the timer row deleted, server clock)"
+        f"max {row['fire_max_ms']:7.1f} ms  (timer row deleted, server clock; up to 20 ms early by design)"
     )
     say(
         f"  resumed: p50 {row['lateness_p50_ms']:7.1f} ms  p99 {row['lateness_p99_ms']:7.1f} ms  "

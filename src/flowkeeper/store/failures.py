@@ -28,6 +28,9 @@ _CONFLICT_CODES = ("40001", "40P01")  # serialization failure, deadlock detected
 #: is not always an InterfaceError by then).
 _LOST_CONNECTION = (
     "another operation is in progress",
+    # asyncpg's protocol after the server ended the session under a pipelined batch:
+    # "cannot switch to state 11; another operation (2) is in progress".
+    "cannot switch to state",
     "underlying connection is closed",
     "connection is closed",
 )

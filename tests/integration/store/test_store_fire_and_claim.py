@@ -82,3 +82,31 @@ async def test_next_timer_with_the_clock_and_the_due_count(store: Store, make) -
     assert due == overdue.due_at
     assert clock >= now
     assert await store.count_due_timers() == 1
+
+
+async def test_fires_ahead_only_what_it_can_claim(store: Store, make) -> None:
+    now = await store.now()
+    soon = now + timedelta(seconds=30)
+    free, bookmark, early = await make.waiting_on_timer(store, soon)
+    held = await make.claimed(store)  # a run of make's owner holds it
+    held_bookmark = make.bookmark(held.id, kind=BookmarkKind.TIMER, event_type=None, filter=None)
+    await store.checkpoint(
+        make.checkpoint(held, new_bookmarks=(held_bookmark,), new_timers=(make.timer(held_bookmark, soon),))
+    )
+    _, _, beyond = await make.waiting_on_timer(store, now + timedelta(minutes=5))
+
+    assert await store.fire_and_claim_timers(100, "replica-a", MINUTE) == ([], [])  # nothing due
+    fired, claimed = await store.fire_and_claim_timers(100, "replica-a", MINUTE, ahead=MINUTE)
+
+    # The free instance's timer fires ahead, claimed for the caller, dated its due time;
+    # the held one's waits for its due time, as does the one beyond ``ahead``.
+    assert [t.id for t in fired] == [early.id]
+    [delivery] = claimed
+    assert delivery.claimed is not None and delivery.claimed.id == free.id
+    assert delivery.claimed.lease_owner == "replica-a"
+    [consumed] = delivery.consumed
+    assert consumed.id == bookmark.id
+    assert datetime.fromisoformat(consumed.payload["firedAt"]) == early.due_at
+    assert [t.due_at for t in await store.list_timers(held.id)] == [soon]
+    assert [t.id for t in await store.list_timers(beyond.instance_id)] == [beyond.id]
+    assert await store.fire_and_claim_timers(100, "replica-a", MINUTE, ahead=MINUTE) == ([], [])
