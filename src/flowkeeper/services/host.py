@@ -31,9 +31,6 @@ from flowkeeper.store.port import Store
 
 log = logging.getLogger("flowkeeper.services")
 
-#: How much later than its due time a timer announced by a notification is looked at.
-NOTIFIED_TIMER_DELAY = 0.01
-
 #: How often the metrics snapshot (instance counts, outbox backlog) is refreshed.
 METRICS_REFRESH = 5.0
 
@@ -109,10 +106,10 @@ class ServiceHost:
             self.engine.notify_work()
         elif note.startswith("timer:"):
             # The replica that created the timer expects it already (and fires it at its
-            # due time, claiming its instance where its state is warm); the others look a
-            # moment later, so that they do not all race for every timer.
+            # due time, claiming its instance where its state is warm); every replica,
+            # that one too, looks again a moment later, should the creator be gone.
             with contextlib.suppress(ValueError):
-                self.timers.expect([float(note.partition(":")[2]) + NOTIFIED_TIMER_DELAY])
+                self.timers.expect_elsewhere([float(note.partition(":")[2])])
         elif note == "outbox":
             self.outbox.wake()
         elif note == "definition":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,6 +40,15 @@ log = logging.getLogger("flowkeeper.timers")
 #: 1,000 timers due in one second, most of the lateness measured by ``bench/scale.py``).
 #: A timer of an instance someone else holds fires when due, not before.
 AHEAD = 0.02
+
+#: A timer announced by a notification is looked for this long after its due time (its
+#: creator fires it, ahead), at the next multiple of BACKUP_GRAIN.
+BACKUP_DELAY = 0.01
+BACKUP_GRAIN = 0.05
+
+#: How long the most precise measurement of the clock offset is kept (clocks drift
+#: little in a minute; a fresh one is taken when it is older).
+OFFSET_MAX_AGE = 60.0
 
 #: When a due timer is not fired (another replica holds its instance right now), look
 #: again this much later, doubling while it keeps happening, rather than an interval later.
@@ -67,7 +77,10 @@ class TimerService:
         self.settings = settings
         # Heap of when to fire (a due time, or AHEAD before it), epoch seconds on the database clock.
         self._near: list[float] = []
+        self._slots: set[float] = set()  # the backup looks among them (expect_elsewhere)
         self._offset = 0.0  # database clock minus host clock, seconds
+        self._offset_error = 0.0  # how far off _offset may be, seconds
+        self._offset_taken = -math.inf  # when (time.monotonic()) _offset was measured
         self._wake = asyncio.Event()
         self._last_error: str | None = None
         self._running = False
@@ -133,14 +146,26 @@ class TimerService:
     # -- what others tell us ---------------------------------------------------------------------
 
     def expect(self, due_times: Iterable[datetime | float]) -> None:
-        """Timers were created (here, or by another replica: a notification) due at these
-        times (database clock): hold the near ones and wake up for them."""
+        """This process's runs created timers due at these times (database clock): hold
+        the near ones and fire them (ahead, see ``AHEAD``)."""
+        self._hold([(d.timestamp() if isinstance(d, datetime) else float(d)) - AHEAD for d in due_times])
+
+    def expect_elsewhere(self, due_times: Iterable[float]) -> None:
+        """Timers were created somewhere (a notification, which reaches their creator
+        too) due at these times: look for them once they are overdue, in case their
+        creator cannot fire them. Looks are grouped on a grid of ``BACKUP_GRAIN``
+        seconds, so that replicas do not make one pass per timer of every other replica."""
+        slots = {math.ceil((due + BACKUP_DELAY) / BACKUP_GRAIN) * BACKUP_GRAIN for due in due_times}
+        slots -= self._slots
+        self._slots |= slots
+        self._hold(slots)
+
+    def _hold(self, fire_at: Iterable[float]) -> None:
         horizon = self._db_now() + self.settings.long_running_threshold.total_seconds()
         earliest = self._near[0] if self._near else None
-        for due in due_times:
-            at = due.timestamp() if isinstance(due, datetime) else float(due)
+        for at in fire_at:
             if at <= horizon:
-                heapq.heappush(self._near, at - AHEAD)
+                heapq.heappush(self._near, at)
         if self._near and (earliest is None or self._near[0] < earliest):
             self._wake.set()
 
@@ -153,6 +178,7 @@ class TimerService:
         """Take the next due time from the database (the safety net)."""
         self._passes += 1
         self._near = []
+        self._slots.clear()
         await self._learn_next(fired=False)
         self.polled.set()
 
@@ -162,7 +188,7 @@ class TimerService:
         firing, which took every timer it could up to AHEAD from now)."""
         before = time.time()
         due, db_now = await self.engine.store.next_timer_and_now()
-        self._offset = db_now.timestamp() - (before + time.time()) / 2
+        self._measured(db_now.timestamp(), before, time.time())
         if due is None:
             return
         at = due.timestamp()
@@ -205,8 +231,19 @@ class TimerService:
                 break
         now = self._db_now()
         while self._near and self._near[0] <= now:
-            heapq.heappop(self._near)
+            self._slots.discard(heapq.heappop(self._near))
         await self._learn_next(fired=True)
+
+    def _measured(self, db_now: float, before: float, after: float) -> None:
+        """Take the clock offset from a reading of the database clock made between
+        ``before`` and ``after`` (host clock) if it is the most precise one lately: the
+        reading may have been made anywhere in that span, so half the span bounds the
+        error, and a busy event loop widens the span, not the reading's precision."""
+        error = (after - before) / 2
+        if error <= self._offset_error or time.monotonic() - self._offset_taken > OFFSET_MAX_AGE:
+            self._offset = db_now - (before + after) / 2
+            self._offset_error = error
+            self._offset_taken = time.monotonic()
 
     def _not_before(self, instance_id: str, fired: list[TimerRecord]) -> float:
         """When the run of an instance whose timers were just fired may resume (this
@@ -214,8 +251,8 @@ class TimerService:
         creator's clock, as the wait's log entries are) and of the database; never
         later than AHEAD from now, whatever the clocks' skew."""
         due = max(t.due_at.timestamp() for t in fired if t.instance_id == instance_id)
-        now = time.time()
-        return min(max(due, due - self._offset), now + AHEAD)
+        margin = self._offset_error  # not before it on the database clock, whatever the error
+        return min(max(due, due - self._offset + margin), time.time() + AHEAD + margin)
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
         await until_any(seconds, stop, self._wake)

@@ -134,9 +134,7 @@ async def test_timers_beyond_the_long_running_threshold_stay_in_the_database(
     assert timers.figures().near == 1
 
 
-async def test_a_wake_looks_at_the_database_for_timers_nobody_announced(
-    engines, running: Running
-) -> None:
+async def test_a_wake_looks_at_the_database_for_timers_nobody_announced(engines, running: Running) -> None:
     # Another replica's timer, and its notification missed (a reconnect): the poll is an
     # hour away, the wake that follows a reconnect makes the service ask at once.
     here, elsewhere = engines(owner="here"), engines(owner="elsewhere")
@@ -151,3 +149,27 @@ async def test_a_wake_looks_at_the_database_for_timers_nobody_announced(
         finished = await here.wait_for(started.id)
     assert finished.status is InstanceStatus.COMPLETED
     assert timers.figures().fired == 1
+
+
+async def test_a_timer_announced_by_a_notification_is_fired_once_overdue(engines, running: Running) -> None:
+    # Another replica created the timer and is gone; its notification reached us. The
+    # poll is an hour away: the announcement alone makes this service fire it, after
+    # its due time, never before.
+    here, elsewhere = engines(owner="here"), engines(owner="elsewhere")
+    timers = running.start(here, TimerServiceSettings(processing_interval=timedelta(hours=1)))
+    async with asyncio.timeout(GUARD):
+        await timers.polled.wait()
+    await deploy(elsewhere, WAIT)
+    started = await elsewhere.start("tests", "wf", None, {})
+    async with asyncio.timeout(GUARD):
+        await elsewhere.drain()
+    [timer] = await elsewhere.store.list_timers(started.id)
+    # Announced three times (a burst of notifications of one grid slot): one look.
+    timers.expect_elsewhere([timer.due_at.timestamp()] * 3)
+    assert timers.figures().near == 1
+    async with asyncio.timeout(GUARD):
+        finished = await here.wait_for(started.id)
+    assert finished.status is InstanceStatus.COMPLETED
+    assert timers.figures().fired == 1
+    due, resumed = await _fired_at(here, started.id)
+    assert resumed >= due
