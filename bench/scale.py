@@ -64,7 +64,7 @@ DATABASE = "flowkeeper_bench_scale"
 #: Replica settings for measuring, not for provoking takeovers as the tests do.
 BENCH_ENV = {
     "FLOWKEEPER__ENGINE__LEASE_DURATION": "30s",
-    "FLOWKEEPER__DATABASE__MIN_POOL_SIZE": "2",
+    "FLOWKEEPER__DATABASE__MIN_POOL_SIZE": "10",
     "FLOWKEEPER__DATABASE__MAX_POOL_SIZE": "20",
     "FLOWKEEPER__LOGGING__LEVEL": "WARNING",
     # bench/functions.py registers add_tax, the function the throughput workflow calls.

@@ -50,6 +50,9 @@ BACKUP_GRAIN = 0.05
 #: little in a minute; a fresh one is taken when it is older).
 OFFSET_MAX_AGE = 60.0
 
+#: The clock offset is measured again (once a second at most) while it may be off by more.
+CLOCK_PRECISION = 0.002
+
 #: When a due timer is not fired (another replica holds its instance right now), look
 #: again this much later, doubling while it keeps happening, rather than an interval later.
 _RECHECK = 0.002
@@ -103,6 +106,8 @@ class TimerService:
             while not stop.is_set():
                 self._wake.clear()
                 try:
+                    if self._offset_error > CLOCK_PRECISION and time.monotonic() - self._offset_taken > 1.0:
+                        await self._sample_clock()
                     if self._poll_now or time.monotonic() >= next_poll:
                         self._poll_now = False
                         await self._poll()
@@ -124,6 +129,8 @@ class TimerService:
                 wait = next_poll - time.monotonic()
                 if self._near:
                     wait = min(wait, self._near[0] - self._db_now())
+                if self._offset_error > CLOCK_PRECISION:
+                    wait = min(wait, 1.0)  # and measure the clock again
                 await self._sleep(stop, wait)
         finally:
             self._running = False
@@ -233,6 +240,14 @@ class TimerService:
         while self._near and self._near[0] <= now:
             self._slots.discard(heapq.heappop(self._near))
         await self._learn_next(fired=True)
+
+    async def _sample_clock(self) -> None:
+        """Read the database clock a few times to measure the offset precisely (the
+        readings of a busy start-up can be off by a hundred milliseconds)."""
+        for _ in range(3):
+            before = time.time()
+            db_now = await self.engine.store.now()
+            self._measured(db_now.timestamp(), before, time.time())
 
     def _measured(self, db_now: float, before: float, after: float) -> None:
         """Take the clock offset from a reading of the database clock made between

@@ -424,7 +424,7 @@ class SqlStore(InstanceControl, EventQueries, CleanupQueries, OutboxQueries, Sch
 
     async def next_timer_and_now(self) -> tuple[datetime | None, datetime]:
         """The earliest due time and the database clock, read together."""
-        query = select(func.min(_t.due_at), self._sql.now)
+        query = select(func.min(_t.due_at), self._clock_reading_sql())
         async with self._reading("next_timer_due") as conn:
             due, now = (await conn.execute(query, self._clock())).one()
         return due, now

@@ -90,6 +90,11 @@ class Connector(abc.ABC):
         """The clock as SQL (``now()`` or a bound ``p_now``)."""
         ...
 
+    def _clock_reading_sql(self) -> ColumnElement[Any]:
+        """The clock as SQL, read when the statement runs (to measure the offset of the
+        host's clock from the database's); by default ``_now_sql``."""
+        return self._now_sql()
+
     @abc.abstractmethod
     def _lease_until_sql(self) -> ColumnElement[Any]:
         """The clock plus a lease as SQL (binds ``p_lease`` or ``p_lease_until``)."""

@@ -72,6 +72,10 @@ class PostgresStore(SqlStore):
             # open() makes the first min_pool_size of them.
             pool_size=self.max_pool_size,
             max_overflow=0,
+            # The most recently used connection first: the few a steady load needs stay
+            # warm (their server processes' caches, their prepared plans) instead of
+            # every pooled connection taking turns, each cold at first.
+            pool_use_lifo=True,
             pool_timeout=self.connect_timeout,
             echo=self.echo,
             connect_args={
@@ -83,6 +87,8 @@ class PostgresStore(SqlStore):
         batched = [str(self._fused[w].compile(dialect=engine.dialect)) for w in _BATCHED_WRITES]
         warm = functools.partial(_prepare, [*_COMPOSITE_RESULTS, *batched])
         event.listen(engine.sync_engine, "connect", warm)
+        # Connections opened before the migrations ran (a fresh database) try again.
+        event.listen(engine.sync_engine, "checkout", lambda dbapi, record, _proxy: warm(dbapi, record))
         # One pool, two modes: a statement that is the whole write (a claim, a lease
         # renewal) and every read run in autocommit, which spares the BEGIN and
         # COMMIT round trips; multi-statement writes get a real transaction.
@@ -98,8 +104,12 @@ class PostgresStore(SqlStore):
     def _clock(self, lease: timedelta | None = None) -> dict[str, Any]:
         return {} if lease is None else {"p_lease": lease}
 
+    def _clock_reading_sql(self) -> ColumnElement[Any]:
+        # now() is when the transaction started, which need not be when the statement ran.
+        return func.clock_timestamp(type_=UTCDateTime())
+
     async def _read_clock(self, conn: AsyncConnection) -> datetime:
-        value = (await conn.exec_driver_sql("SELECT now()")).scalar_one()
+        value = (await conn.exec_driver_sql("SELECT clock_timestamp()")).scalar_one()
         assert isinstance(value, datetime)
         return value.astimezone(UTC)
 
@@ -243,17 +253,21 @@ _COMPOSITE_RESULTS = (
 _BATCHED_WRITES: tuple[FusedWrite, ...] = ("checkpoint", "checkpoint_release_lease")
 
 
-def _prepare(statements: list[str], dbapi_connection: Any, _record: Any) -> None:
-    """Pool ``connect`` hook: prepare ``statements`` on a new connection (cached by asyncpg)."""
+def _prepare(statements: list[str], dbapi_connection: Any, record: Any) -> None:
+    """Pool ``connect`` and ``checkout`` hook: prepare ``statements`` on a connection
+    (cached by asyncpg), once they all could be."""
+    if record.info.get("prepared"):
+        return
 
-    async def prepare(connection: Any) -> None:
+    async def prepare(connection: Any) -> bool:
         for statement in statements:
             try:
                 await connection.fetchmany(statement, [])  # no arguments: prepared, not run
-            except Exception:  # before migrations 0006 and 0007 the functions do not exist yet
-                return
+            except Exception:  # before the migrations the functions and tables do not exist
+                return False
+        return True
 
-    dbapi_connection.run_async(prepare)
+    record.info["prepared"] = dbapi_connection.run_async(prepare)
 
 
 class _Composite:
