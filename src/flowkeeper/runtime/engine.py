@@ -8,6 +8,7 @@ a background task (like DBOS): the caller gets the stored record after one commi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -284,13 +285,22 @@ class Engine:
             self._spawn(self.run_claimed(delivery.claimed, delivery))
 
     async def _run_later(self, not_before: float, delivery: Delivery) -> InstanceRecord:
-        assert delivery.claimed is not None
+        claimed = delivery.claimed
+        assert claimed is not None
         # The lease is ours meanwhile: nobody else runs the instance before we do.
-        await asyncio.sleep(not_before - time.time())
-        left = not_before - time.time()
-        if left > 0:  # woken a little early (uvloop counts whole milliseconds)
-            await asyncio.sleep(left + 0.001)
-        return await self.run_claimed(delivery.claimed, delivery)
+        try:
+            await asyncio.sleep(not_before - time.time())
+            left = not_before - time.time()
+            if left > 0:  # woken a little early (uvloop counts whole milliseconds)
+                await asyncio.sleep(left + 0.001)
+        except asyncio.CancelledError:
+            # Shutting down: give the lease back so another replica runs it now, not
+            # when the lease expires.
+            release = self.store.release_instance(claimed.id, self.owner, claimed.fencing_token)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(release)
+            raise
+        return await self.run_claimed(claimed, delivery)
 
     def run_soon(self, instance_id: str) -> None:
         """Claim and run an instance that just became runnable, without waiting for the

@@ -173,3 +173,25 @@ async def test_a_timer_announced_by_a_notification_is_fired_once_overdue(engines
     assert timers.figures().fired == 1
     due, resumed = await _fired_at(here, started.id)
     assert resumed >= due
+
+
+async def test_a_run_held_until_its_due_time_gives_its_lease_back_on_shutdown(engines) -> None:
+    # A timer fired ahead: its instance is claimed and its run waits for the due time.
+    # Shut down meanwhile, the process gives the lease back, so another replica need
+    # not wait for it to expire.
+    engine = engines(lease=timedelta(minutes=10))
+    await deploy(engine, "do:\n  - pause:\n      wait: {minutes: 1}\n")
+    started = await engine.start("tests", "wf", None, {})
+    async with asyncio.timeout(GUARD):
+        await engine.drain()
+    _, [delivery] = await engine.store.fire_and_claim_timers(
+        10, engine.owner, engine.lease, ahead=timedelta(minutes=2)
+    )
+    assert delivery.claimed is not None and delivery.claimed.lease_owner == engine.owner
+    engine.run_delivered(delivery, not_before=time.time() + 60)
+    assert not engine.idle()
+    await asyncio.sleep(0)  # one turn of the loop: the run starts waiting
+    await engine.aclose()
+    stored = await engine.store.get_instance(started.id)
+    assert stored.lease_owner is None
+    assert stored.status is InstanceStatus.RUNNING  # its timer fired: runnable by anyone
