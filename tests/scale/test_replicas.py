@@ -228,6 +228,7 @@ async def test_terminated_database_sessions_are_reconnected(
         (completed, 0.5),
         (completed, 0.7),
     )
+
     async def sessions() -> int:
         rows = await cluster.sql(
             "SELECT count(*) FROM pg_stat_activity "

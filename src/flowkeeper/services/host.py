@@ -24,6 +24,7 @@ from flowkeeper.services.base import BackgroundService, ServiceHealth
 from flowkeeper.services.cleanup import CleanupService
 from flowkeeper.services.dispatcher import Dispatcher
 from flowkeeper.services.outbox import OutboxProcessor
+from flowkeeper.services.schedule_sink import ScheduledStartSink
 from flowkeeper.services.schedules import ScheduleService
 from flowkeeper.services.timers import TimerService
 from flowkeeper.store.notifications import RECONNECTED, Listener
@@ -49,7 +50,10 @@ class ServiceHost:
         self.settings = settings
         self.dispatcher = Dispatcher(engine, settings.engine)
         self.timers = TimerService(engine, settings.timer_service)
-        self.outbox = OutboxProcessor(engine.store, settings.outbox_processor)
+        # Emitted events also go to the sink that repairs their ``on`` starts after a crash.
+        self.outbox = OutboxProcessor(
+            engine.store, settings.outbox_processor, internal_sinks=[ScheduledStartSink(engine)]
+        )
         self.cleanup = CleanupService(engine.store, settings)
         self.scheduler = ScheduleService(engine, settings)
         self.services: list[BackgroundService] = [

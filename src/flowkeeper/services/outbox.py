@@ -96,12 +96,16 @@ class OutboxProcessor:
         settings: OutboxProcessorSettings,
         *,
         sinks: Sequence[Sink] | None = None,
+        internal_sinks: Sequence[Sink] = (),
         owner: str | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.max_in_flight = 2 * settings.batch_size
-        self.sinks: list[Sink] = list(sinks) if sinks is not None else build_sinks(settings)
+        #: The configured sinks (``sinks``: instead of those of ``settings``).
+        self.external_sinks: list[Sink] = list(sinks) if sinks is not None else build_sinks(settings)
+        #: Every sink, Flowkeeper's own (``internal_sinks``) included.
+        self.sinks: list[Sink] = [*self.external_sinks, *internal_sinks]
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-outbox-{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
@@ -150,14 +154,14 @@ class OutboxProcessor:
                 "Degraded",
                 f"{self._dead} dead letter(s) (re-queue with `flowkeeper outbox requeue ID`); {backlog}",
             )
-        if not self.sinks:
+        if not self.external_sinks:
             return ServiceHealth(
                 "Healthy",
                 "no external sink configured: emitted events are marked delivered "
                 f"(they reach waiting instances on commit); {backlog}",
             )
         state = backlog if self._started else "not started"
-        return ServiceHealth("Healthy", f"{state}; sinks: {', '.join(s.name for s in self.sinks)}")
+        return ServiceHealth("Healthy", f"{state}; sinks: {', '.join(s.name for s in self.external_sinks)}")
 
     def figures(self) -> OutboxFigures:
         """Counters since start and the backlog last read (a snapshot)."""

@@ -14,7 +14,9 @@ Between passes it sleeps until the earliest due time, at most ``poll_interval``
 (a deployment or a run ending elsewhere is noticed by then), or until woken: by a
 deployment through this process's engine, by a scheduled run of this process ending,
 or by :meth:`ScheduleService.wake`. Event-driven runs (``on``) are started where events
-are published (:func:`flowkeeper.runtime.scheduled_starts.start_for_event`).
+are published (:func:`flowkeeper.runtime.scheduled_starts.start_for_event`); those of
+events that workflows emit also by the outbox processor, should the emitting process
+have died before starting them (:mod:`flowkeeper.services.schedule_sink`).
 
 At start it reconciles the schedules with the latest version of every definition
 (definitions deployed before schedules were kept, a deployment cut short by a crash).

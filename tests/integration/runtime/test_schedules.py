@@ -24,6 +24,8 @@ from flowkeeper.records import InstanceRecord, InstanceStatus
 from flowkeeper.runtime import Engine, Worker, run_to_end
 from flowkeeper.runtime.scheduled_starts import KEY_PREFIX, reconcile
 from flowkeeper.schedule_records import ScheduleKind, ScheduleRecord
+from flowkeeper.services.outbox import OutboxProcessor
+from flowkeeper.services.schedule_sink import ScheduledStartSink
 from flowkeeper.services.schedules import ScheduleService
 from flowkeeper.store import Store
 from tests.conftest import StoreFactory
@@ -289,6 +291,41 @@ do:
     [started] = await instances(engine.store)
     assert started.input[0]["type"] == "com.example.ping"
     assert started.input[0]["data"] == {"n": 7}
+
+
+async def test_a_start_lost_to_a_crash_after_the_emitting_commit_is_made_from_the_outbox(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await deploy(engine, scheduled(ON_ONE))
+    emitter = """
+do:
+  - ping:
+      emit:
+        event:
+          with: {source: "https://tests.example/emitter", type: com.example.ping, data: {n: 8}}
+"""
+    await deploy(engine, emitter, name="emitter")
+
+    # The emitting run's checkpoint commits, and the process dies before it starts the
+    # ``on`` run (here: that start is skipped).
+    async def lost(*args: Any, **kwargs: Any) -> int:
+        return 0
+
+    monkeypatch.setattr("flowkeeper.runtime.executor.start_for_event", lost)
+    ran = await run_to_end(engine, (await engine.start("tests", "emitter", None, {})).id, limit=GUARD)
+    assert ran.status is InstanceStatus.COMPLETED
+    assert await instances(engine.store) == []
+
+    sink = ScheduledStartSink(engine)
+    processor = OutboxProcessor(engine.store, Settings().outbox_processor, internal_sinks=[sink])
+    assert await processor.run_once() == 1
+    [started] = await instances(engine.store)
+    assert started.input[0]["data"] == {"n": 8}
+    [row] = await engine.store.list_outbox()
+    assert row.delivered_to == (sink.name,)
+    # Handed the same event again (a processor that died before settling it): no second run.
+    await sink.deliver(row.event)
+    assert [r.id for r in await instances(engine.store)] == [started.id]
 
 
 async def test_on_any_starts_one_instance_per_matching_event(engine: Engine) -> None:
