@@ -172,6 +172,8 @@ async def test_waiting_instance_shows_its_bookmark(client: httpx.AsyncClient) ->
     assert bookmark["kind"] == "event"
     assert bookmark["isConsumed"] is False
     assert bookmark["activityId"].startswith("/do/0")
+    # The start's answer showed the same, without reading the bookmarks back.
+    assert started["bookmarks"] == body["bookmarks"]
 
 
 async def test_log_lists_activity_events_in_order(client: httpx.AsyncClient, engine: Engine) -> None:

@@ -9,7 +9,7 @@ another request 409.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -29,7 +29,7 @@ from flowkeeper.api.schemas import (
     LogOut,
     StartInstance,
 )
-from flowkeeper.records import InstanceRecord, InstanceStatus
+from flowkeeper.records import BookmarkRecord, InstanceRecord, InstanceStatus
 from flowkeeper.runtime import Engine
 
 router = APIRouter(prefix="/api/v1/instances", tags=["instances"])
@@ -65,12 +65,16 @@ async def require_json(request: Request) -> None:
 JsonBody = Depends(require_json)
 
 
-async def instance_view(engine: Engine, record: InstanceRecord) -> InstanceOut:
-    """An instance with its bookmarks, as the API shows it."""
+async def instance_view(
+    engine: Engine, record: InstanceRecord, bookmarks: Sequence[BookmarkRecord] | None = None
+) -> InstanceOut:
+    """An instance with its bookmarks (read unless given), as the API shows it."""
     if record.status in (InstanceStatus.COMPLETED, InstanceStatus.PENDING):
         # A completed instance has no bookmarks left; a pending one has none yet.
         return InstanceOut.build(record, [])
-    return InstanceOut.build(record, await engine.store.list_bookmarks(record.id))
+    if bookmarks is None:
+        bookmarks = await engine.store.list_bookmarks(record.id)
+    return InstanceOut.build(record, list(bookmarks))
 
 
 @router.post(
@@ -118,12 +122,13 @@ async def start_instance(
     """Start an instance of a definition; idempotent by ``id`` or ``Idempotency-Key``."""
     check_storable(body.input, ("input",), what="the input")
     ref = body.definition
-    record, created = await engine.submit(
+    submitted = await engine.submit_detailed(
         ref.namespace, ref.name, ref.version, body.input, instance_id=body.id, idempotency_key=idempotency_key
     )
-    response.status_code = 201 if created else 200
+    record = submitted.record
+    response.status_code = 201 if submitted.created else 200
     response.headers["Location"] = f"/api/v1/instances/{record.id}"
-    return await instance_view(engine, record)
+    return await instance_view(engine, record, submitted.bookmarks)
 
 
 #: RFC 3339 ``date-time`` (the offset is required), as OpenAPI's ``format: date-time`` means.

@@ -4,7 +4,7 @@ Public surface: :class:`Engine` (deploy, start, run claimed instances, wait), :c
 (the claim/fire-timers loop), and the interceptor hooks in ``runtime.hooks``.
 """
 
-from flowkeeper.runtime.engine import Engine, default_owner
+from flowkeeper.runtime.engine import Engine, Submission, default_owner
 from flowkeeper.runtime.hooks import ActivityInput, CheckpointInput, Interceptor
 from flowkeeper.runtime.worker import Worker, run_to_end
 
@@ -13,6 +13,7 @@ __all__ = [
     "CheckpointInput",
     "Engine",
     "Interceptor",
+    "Submission",
     "Worker",
     "default_owner",
     "run_to_end",

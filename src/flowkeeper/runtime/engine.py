@@ -15,7 +15,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +30,14 @@ from flowkeeper.errors import (
     InvalidTransition,
     WorkflowError,
 )
-from flowkeeper.records import Checkpoint, DefinitionRecord, InstanceRecord, InstanceStatus, LogEntry
+from flowkeeper.records import (
+    BookmarkRecord,
+    Checkpoint,
+    DefinitionRecord,
+    InstanceRecord,
+    InstanceStatus,
+    LogEntry,
+)
 from flowkeeper.runtime.definitions import DefinitionCache
 from flowkeeper.runtime.events import PublishResult, publish
 from flowkeeper.runtime.executor import InstanceRun
@@ -59,6 +66,17 @@ def _same_request(existing: InstanceRecord, request_hash: str) -> InstanceRecord
             f"instance {existing.id} was started with a different request (same id or idempotency key)"
         )
     return existing
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What ``Engine.submit_detailed`` did."""
+
+    record: InstanceRecord
+    created: bool
+    #: The instance's bookmarks as stored with ``record``, when known without reading
+    #: them back (a new instance's first commit made them); None otherwise.
+    bookmarks: tuple[BookmarkRecord, ...] | None = None
 
 
 def default_owner() -> str:
@@ -146,6 +164,31 @@ class Engine:
         worker to claim. Raises ``DefinitionNotFound``, or ``InputValidationError``
         when the input does not satisfy the definition's ``input.schema``.
         """
+        record, _ = await self._start(
+            namespace,
+            name,
+            version,
+            input,
+            instance_id=instance_id,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            run=run,
+        )
+        return record
+
+    async def _start(
+        self,
+        namespace: str,
+        name: str,
+        version: str | None,
+        input: JSON,
+        *,
+        instance_id: str | None,
+        idempotency_key: str | None,
+        request_hash: str | None,
+        run: bool,
+    ) -> tuple[InstanceRecord, tuple[BookmarkRecord, ...] | None]:
+        """``start``, and the instance's bookmarks as stored, when known without a read."""
         definition, interpreter = await self.definitions.get(namespace, name, version)
         iid = instance_id or new_instance_id()
         try:
@@ -165,7 +208,7 @@ class Engine:
         if not run:
             stored = await self.store.create_instance(base)
             self.notify_work()
-            return stored
+            return stored, ()
         now = self.clock()
         record = replace(
             base,
@@ -178,7 +221,8 @@ class Engine:
         runner.started_on = now
         step = interpreter.advance(iid, state, {}, secrets=self.secrets)
         self._spawn(runner.drive(state, step))
-        return await runner.first_commit
+        stored = await runner.first_commit
+        return stored, runner.first_bookmarks
 
     async def submit(
         self,
@@ -196,14 +240,30 @@ class Engine:
         same request returns the existing instance (``created`` False); with another
         request it raises ``InstanceConflict``. Concurrent identical requests create one.
         """
+        submitted = await self.submit_detailed(
+            namespace, name, version, input, instance_id=instance_id, idempotency_key=idempotency_key
+        )
+        return submitted.record, submitted.created
+
+    async def submit_detailed(
+        self,
+        namespace: str,
+        name: str,
+        version: str | None,
+        input: JSON,
+        *,
+        instance_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Submission:
+        """``submit``, with the new instance's bookmarks when they are known without a read."""
         request_hash = hashlib.sha256(
             canonical_json({"definition": [namespace, name, version], "input": input}).encode()
         ).hexdigest()
         existing = await self._existing(instance_id, idempotency_key)
         if existing is not None:
-            return _same_request(existing, request_hash), False
+            return Submission(_same_request(existing, request_hash), False)
         try:
-            record = await self.start(
+            record, bookmarks = await self._start(
                 namespace,
                 name,
                 version,
@@ -211,14 +271,15 @@ class Engine:
                 instance_id=instance_id,
                 idempotency_key=idempotency_key,
                 request_hash=request_hash,
+                run=True,
             )
         except ConcurrencyConflict:
             # Someone inserted the same id or key between our look and our insert.
             existing = await self._existing(instance_id, idempotency_key)
             if existing is None:
                 raise
-            return _same_request(existing, request_hash), False
-        return record, True
+            return Submission(_same_request(existing, request_hash), False)
+        return Submission(record, True, bookmarks)
 
     async def _existing(self, instance_id: str | None, idempotency_key: str | None) -> InstanceRecord | None:
         if instance_id is not None:

@@ -48,6 +48,7 @@ from flowkeeper.runtime.events import candidates as event_candidates
 from flowkeeper.runtime.events import deliver_retained, event_key, matching
 from flowkeeper.runtime.hooks import ActivityInput, CheckpointInput
 from flowkeeper.runtime.scheduled_starts import start_for_event
+from flowkeeper.schedule_records import ScheduleKind
 
 if TYPE_CHECKING:
     from flowkeeper.runtime.engine import Engine
@@ -98,6 +99,8 @@ class InstanceRun:
         self.stored = record.row_version > 0
         #: Resolved with the stored record after the first commit.
         self.first_commit: asyncio.Future[InstanceRecord] = asyncio.get_running_loop().create_future()
+        #: The instance's bookmarks as of its first commit, when known (see ``_commit``).
+        self.first_bookmarks: tuple[BookmarkRecord, ...] | None = None
         # Our own bookmarks consumed by our own emitted events: applied at the next commit.
         self._apply_next: list[str] = []
         self._poke_after_commit: set[str] = set()
@@ -381,8 +384,10 @@ class InstanceRun:
             stored = await engine.create_instance(self.record, checkpoint)
             self.stored = True
         engine.log_written(stored, checkpoint.log)
-        for row in checkpoint.outbox:  # schedule.on: emitted events start runs too
-            await start_for_event(engine, row.event, event_key(row.event))
+        if checkpoint.outbox:  # schedule.on: emitted events start runs too
+            on = await engine.store.list_schedules(ScheduleKind.ON)
+            for row in checkpoint.outbox:
+                await start_for_event(engine, row.event, event_key(row.event), schedules=on)
         served = await deliver_retained(engine, stored.created_on, list(checkpoint.new_bookmarks))
         if served:
             # An event that came before its listen: the bookmark is consumed now.
@@ -392,6 +397,10 @@ class InstanceRun:
                 self.wake.set()
         self.record = stored
         if not self.first_commit.done():
+            # What the starter may show without reading them back: the bookmarks this
+            # commit made, unless something consumed or removed some of them already.
+            untouched = not (served or checkpoint.applied_bookmarks or checkpoint.cancelled_bookmarks)
+            self.first_bookmarks = _as_stored(checkpoint.new_bookmarks, stored) if untouched else None
             self.first_commit.set_result(stored)
         self.dirty = False
         self.changes = PendingChanges(self.id)
@@ -446,3 +455,14 @@ class InstanceRun:
                 if current.fencing_token != token:
                     lost = token
                     log.warning("Lost the lease of instance %s (fencing token %d)", self.id, token)
+
+
+def _as_stored(bookmarks: Sequence[BookmarkRecord], stored: InstanceRecord) -> tuple[BookmarkRecord, ...]:
+    """New bookmarks as the commit that stored ``stored`` wrote them: the store stamps
+    what a record leaves open with the clock of that commit, ``stored.updated_on``."""
+    at = stored.updated_on
+    written = []
+    for b in bookmarks:
+        consumed_on = b.consumed_on or (at if b.is_consumed else None)
+        written.append(replace(b, created_on=b.created_on or at, consumed_on=consumed_on))
+    return tuple(written)

@@ -193,6 +193,12 @@ class SqlStore(InstanceControl, EventQueries, CleanupQueries, OutboxQueries, Sch
             return created if status is created.status else replace(created, status=status)
 
         try:
+            batched = self._batched(single, "create_instance") if single is not None else None
+            if batched is not None:
+                found = await batched.fetch(params)
+                if isinstance(found, Row):
+                    return rows.instance(found)
+                # RETRY_ALONE (a duplicate key in the batch, say): alone, it fails by itself.
             return await self._write("create_instance", insert, autocommit=single is not None)
         except StoreError as exc:
             if exc.__cause__ is not None and is_unique_violation(exc.__cause__):
@@ -354,7 +360,7 @@ class SqlStore(InstanceControl, EventQueries, CleanupQueries, OutboxQueries, Sch
                         raise await writes.conflict(conn, cp)
                     return rows.instance(row)
 
-                batched = self._batched(fused)
+                batched = self._batched(fused, "checkpoint")
                 if batched is not None:
                     found = await batched.fetch(params | clock)
                     if isinstance(found, Row):

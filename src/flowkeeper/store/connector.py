@@ -122,10 +122,11 @@ class Connector(abc.ABC):
         statements does it then)."""
         return None
 
-    def _batched(self, statement: Executable) -> BatchedStatement | None:
+    def _batched(self, statement: Executable, operation: str) -> BatchedStatement | None:
         """``statement`` (a hot single-statement write returning instance rows, keyed by
         ``p_id``) with its concurrent executions pipelined; None where the dialect does
-        not (SQLite batches whole transactions instead: :mod:`flowkeeper.store.group_commit`)."""
+        not (SQLite batches whole transactions instead: :mod:`flowkeeper.store.group_commit`).
+        ``operation`` names it in errors."""
         return None
 
     def _write_guard(self) -> contextlib.AbstractAsyncContextManager[Any]:

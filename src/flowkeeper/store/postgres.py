@@ -132,7 +132,7 @@ class PostgresStore(SqlStore):
     def _fused_delivery_sql(self) -> Executable | None:
         return self._fused_delivery
 
-    def _batched(self, statement: Executable) -> BatchedStatement | None:
+    def _batched(self, statement: Executable, operation: str) -> BatchedStatement | None:
         engine = self._autocommit
         if engine is None:
             return None
@@ -144,7 +144,7 @@ class PostgresStore(SqlStore):
                 engine=engine,
                 table=workflow_instance,
                 key=("p_id", "id"),
-                operation="checkpoint",
+                operation=operation,
                 on_failure=self._failed,
                 timeout=self.command_timeout,
             )
@@ -248,9 +248,9 @@ _COMPOSITE_RESULTS = (
     "SELECT * FROM flowkeeper_fire_timers(0, NULL, NULL, NULL)",
 )
 
-#: The fused checkpoints, executed through :mod:`flowkeeper.store.statement_batches`
+#: The fused instance insert and checkpoints, executed through :mod:`flowkeeper.store.statement_batches`
 #: (asyncpg's statement cache): prepared up front too, with their array and JSON types.
-_BATCHED_WRITES: tuple[FusedWrite, ...] = ("checkpoint", "checkpoint_release_lease")
+_BATCHED_WRITES: tuple[FusedWrite, ...] = ("create", "checkpoint", "checkpoint_release_lease")
 
 
 def _prepare(statements: list[str], dbapi_connection: Any, record: Any) -> None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -57,6 +58,10 @@ RETRY_ALONE: Final = RetryAlone()
 #: Upper bound on the executions sharing one round trip (bounds the rows a batch locks).
 MAX_BATCH = 64
 
+#: Batches of one statement out at once; executions requested meanwhile wait for the
+#: next one, so that batches grow with the load (a lone execution goes at once).
+MAX_IN_FLIGHT = 2
+
 
 class Row:
     """A result row as ``rows.instance`` and friends read it (``row._mapping[name]``)."""
@@ -65,6 +70,12 @@ class Row:
 
     def __init__(self, mapping: Mapping[str, Any]) -> None:
         self._mapping = mapping
+
+
+@dataclass(eq=False)
+class _Batch:
+    executions: list[_Execution] = field(default_factory=list)
+    keys: set[Any] = field(default_factory=set)
 
 
 @dataclass(eq=False)
@@ -118,8 +129,9 @@ class BatchedStatement:
             (column.name, column.type.dialect_impl(dialect).result_processor(dialect, None))
             for column in table.columns
         ]
-        self._pending: list[_Execution] = []
-        self._keys: set[Any] = set()
+        self._queue: deque[_Batch] = deque()  # batches not sent yet, oldest first
+        self._in_flight = 0
+        self._flush_soon = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _arguments(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -133,23 +145,37 @@ class BatchedStatement:
         """Execute with ``params``: the row it returned, None (it matched nothing) or
         :data:`RETRY_ALONE`. Raises the store's error when the database is unreachable."""
         execution = _Execution(params[self._key_param], self._arguments(params))
-        if execution.key in self._keys or len(self._pending) >= MAX_BATCH:
-            self._flush()
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.append(execution)
-        self._keys.add(execution.key)
+        batch = self._queue[-1] if self._queue else None
+        if batch is None or execution.key in batch.keys or len(batch.executions) >= MAX_BATCH:
+            batch = _Batch()
+            self._queue.append(batch)
+        batch.executions.append(execution)
+        batch.keys.add(execution.key)
+        self._schedule_flush()
         # Shielded: once sent, the execution's outcome no longer depends on its caller
         # (like a statement cancelled in flight, it may commit).
         return await asyncio.shield(execution.future)
 
+    def _schedule_flush(self) -> None:
+        # At the end of this turn of the event loop, so that every execution requested
+        # in it joins; not while MAX_IN_FLIGHT batches are out: newcomers gather meanwhile.
+        if not self._flush_soon and self._in_flight < MAX_IN_FLIGHT and self._queue:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
-        if not self._pending:
-            return
-        batch, self._pending, self._keys = self._pending, [], set()
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._flush_soon = False
+        while self._queue and self._in_flight < MAX_IN_FLIGHT:
+            batch = self._queue.popleft()
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._send(batch.executions))
+            self._tasks.add(task)
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._in_flight -= 1
+        self._schedule_flush()
 
     async def _send(self, batch: list[_Execution]) -> None:
         try:
