@@ -265,7 +265,10 @@ class TimerService:
         host's clock): its latest due time, read both as a time of this host (the
         creator's clock, as the wait's log entries are) and of the database; never
         later than AHEAD from now, whatever the clocks' skew."""
-        due = max(t.due_at.timestamp() for t in fired if t.instance_id == instance_id)
+        # The due time as a float may sit a hair below its microsecond, and the clock the
+        # run's log entries are stamped with (datetime.now()) rounds down to whole
+        # microseconds: one microsecond more keeps them from reading before the due time.
+        due = max(t.due_at.timestamp() for t in fired if t.instance_id == instance_id) + 1e-6
         margin = self._offset_error  # not before it on the database clock, whatever the error
         return min(max(due, due - self._offset + margin), time.time() + AHEAD + margin)
 
