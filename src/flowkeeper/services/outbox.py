@@ -104,8 +104,11 @@ class OutboxProcessor:
         self.max_in_flight = 2 * settings.batch_size
         #: The configured sinks (``sinks``: instead of those of ``settings``).
         self.external_sinks: list[Sink] = list(sinks) if sinks is not None else build_sinks(settings)
-        #: Every sink, Flowkeeper's own (``internal_sinks``) included.
+        #: Every sink, Flowkeeper's own (``internal_sinks``) included. Those are not
+        #: recorded in ``delivered_to`` nor counted as deliveries: they act on every
+        #: attempt at a row (so they must be idempotent), unseen by operators.
         self.sinks: list[Sink] = [*self.external_sinks, *internal_sinks]
+        self._internal = frozenset(s.name for s in internal_sinks)
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-outbox-{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
@@ -302,7 +305,11 @@ class OutboxProcessor:
             results: Sequence[str | None] = [await self._deliver(targets[0], row)]
         else:
             results = await asyncio.gather(*(self._deliver(s, row) for s in targets))
-        reached = [s.name for s, error in zip(targets, results, strict=True) if error is None]
+        reached = [
+            s.name
+            for s, error in zip(targets, results, strict=True)
+            if error is None and s.name not in self._internal
+        ]
         errors = tuple(f"{s.name}: {e}" for s, e in zip(targets, results, strict=True) if e is not None)
         return _Outcome(row, (*row.delivered_to, *reached), errors)
 
@@ -318,9 +325,11 @@ class OutboxProcessor:
             error = f"unexpected {type(exc).__name__}"
             log.exception("Outbox sink %s failed unexpectedly on event %s", sink.name, row.id)
         else:
-            self._counts[(sink.name, "delivered")] += 1
+            if sink.name not in self._internal:
+                self._counts[(sink.name, "delivered")] += 1
             return None
-        self._counts[(sink.name, "failed")] += 1
+        if sink.name not in self._internal:
+            self._counts[(sink.name, "failed")] += 1
         return error
 
     # -- settling ------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ event's). ``all`` sets are not repaired this way: an event must join a set once,
 the processor cannot tell a first delivery from a repeated one; the executor's start
 collects it.
 
-The sink's name cannot be a configured sink's (those have no ``:``); it appears in an
-outbox row's ``delivered_to`` once the row's starts are made.
+The sink's name cannot be a configured sink's (those have no ``:``). The processor
+keeps it out of a row's ``delivered_to`` and of the delivery metrics (an internal
+sink): it acts again on every attempt at the row, harmlessly.
 """
 
 from __future__ import annotations
