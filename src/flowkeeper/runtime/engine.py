@@ -350,10 +350,10 @@ class Engine:
         assert claimed is not None
         # The lease is ours meanwhile: nobody else runs the instance before we do.
         try:
-            await asyncio.sleep(not_before - time.time())
-            left = not_before - time.time()
-            if left > 0:  # woken a little early (uvloop counts whole milliseconds)
-                await asyncio.sleep(left + 0.001)
+            # A loop: an event loop's timers run on its cached time (libuv's, read once per
+            # turn), so a busy loop can end a sleep early by more than a millisecond.
+            while (left := not_before - time.time()) > 0:  # noqa: ASYNC110 - a deadline, not a condition
+                await asyncio.sleep(left)
         except asyncio.CancelledError:
             # Shutting down: give the lease back so another replica runs it now, not
             # when the lease expires.

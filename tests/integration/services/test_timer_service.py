@@ -195,3 +195,32 @@ async def test_a_run_held_until_its_due_time_gives_its_lease_back_on_shutdown(en
     stored = await engine.store.get_instance(started.id)
     assert stored.lease_owner is None
     assert stored.status is InstanceStatus.RUNNING  # its timer fired: runnable by anyone
+
+
+async def test_a_held_run_resumes_no_sooner_than_asked_even_when_sleeps_end_early(
+    engines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An event loop's timers run on its cached time: on a busy loop a sleep can end
+    # early. The run held for a timer fired ahead must still not resume before its time.
+    engine = engines(lease=timedelta(minutes=10))
+    await deploy(engine, "do:\n  - pause:\n      wait: {minutes: 1}\n")
+    started = await engine.start("tests", "wf", None, {})
+    async with asyncio.timeout(GUARD):
+        await engine.drain()
+    _, [delivery] = await engine.store.fire_and_claim_timers(
+        10, engine.owner, engine.lease, ahead=timedelta(minutes=2)
+    )
+    real_sleep = asyncio.sleep
+
+    async def ends_early(delay: float, result: object = None) -> object:
+        return await real_sleep(delay / 2, result)
+
+    monkeypatch.setattr(asyncio, "sleep", ends_early)
+    not_before = time.time() + 0.2
+    engine.run_delivered(delivery, not_before=not_before)
+    async with asyncio.timeout(GUARD):
+        finished = await engine.wait_for(started.id)
+    assert finished.status is InstanceStatus.COMPLETED
+    log = await engine.store.get_log(started.id)
+    [completed] = [e for e in log if e.reference == "/do/0/pause" and e.event is LogEvent.COMPLETED]
+    assert completed.at.timestamp() >= not_before
