@@ -183,3 +183,28 @@ async def store(store_factory: StoreFactory) -> Store:
     store = await store_factory()
     await store.migrate()
     return store
+
+
+def _dump_tasks(signum: int, frame: Any) -> None:
+    """``kill -USR1 <pytest worker>``: the running event loop's tasks and their stacks go
+    to ``/tmp/flowkeeper-tasks-<pid>.txt`` (for a test stuck in an event loop, where a
+    thread dump shows only ``select``)."""
+    import io
+
+    try:
+        tasks = asyncio.all_tasks(asyncio.get_running_loop())
+    except RuntimeError:
+        tasks = set()
+    out = io.StringIO()
+    out.write(f"{len(tasks)} task(s); test: {os.environ.get('PYTEST_CURRENT_TEST')}\n")
+    for task in tasks:
+        out.write(f"\n{task!r}\n")
+        task.print_stack(file=out)
+    Path(f"/tmp/flowkeeper-tasks-{os.getpid()}.txt").write_text(out.getvalue(), encoding="utf-8")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import signal
+
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, _dump_tasks)

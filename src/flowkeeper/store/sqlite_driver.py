@@ -20,6 +20,7 @@ one hop each.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -51,6 +52,26 @@ class DriverConnection(aiosqlite.Connection):
         # Whether the connection was in a transaction after the last hop (a deferred
         # BEGIN not yet sent does not count: rolling it back is dropping it).
         self._in_transaction = False
+        self._stop_sent = False
+
+    # -- closing -------------------------------------------------------------------------------
+
+    def stop(self) -> asyncio.Future[Any] | None:
+        """aiosqlite's ``stop``, once. Its thread ends at the first stop: the future of a
+        second one would never be answered, and whoever awaits it (aiosqlite's own
+        ``close``, in a ``finally``, even when cancelled) would wait forever."""
+        if self._stop_sent:
+            return None
+        self._stop_sent = True
+        stop: Callable[[], asyncio.Future[Any] | None] | None = getattr(super(), "stop", None)
+        return None if stop is None else stop()
+
+    async def close(self) -> None:
+        """Close the connection and end its thread; nothing to do once stopped (SQLAlchemy
+        stops a connection it gives up on, then may close it too)."""
+        if self._stop_sent:
+            return
+        await super().close()
 
     # -- the hop -------------------------------------------------------------------------------
 

@@ -175,6 +175,13 @@ class BatchedStatement:
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._in_flight -= 1
+        if task.cancelled():
+            # Only the event loop shutting down cancels a batch: nothing queued goes out now.
+            for batch in self._queue:
+                for execution in batch.executions:
+                    execution.future.cancel()
+            self._queue.clear()
+            return
         self._schedule_flush()
 
     async def _send(self, batch: list[_Execution]) -> None:
