@@ -276,16 +276,20 @@ async def test_on_starts_one_instance_per_event_even_published_twice_by_two_repl
     await until(all_completed)  # each ran where it was started
 
 
-async def test_an_event_emitted_by_a_workflow_starts_the_on_schedule_once(engine: Engine) -> None:
-    await deploy(engine, scheduled(ON_ONE))
-    emitter = """
+def emitter(n: int) -> str:
+    """A workflow emitting one ``com.example.ping`` with ``data: {n: <n>}``."""
+    return f"""
 do:
   - ping:
       emit:
         event:
-          with: {source: "https://tests.example/emitter", type: com.example.ping, data: {n: 7}}
+          with: {{source: "https://tests.example/emitter", type: com.example.ping, data: {{n: {n}}}}}
 """
-    await deploy(engine, emitter, name="emitter")
+
+
+async def test_an_event_emitted_by_a_workflow_starts_the_on_schedule_once(engine: Engine) -> None:
+    await deploy(engine, scheduled(ON_ONE))
+    await deploy(engine, emitter(7), name="emitter")
     ran = await run_to_end(engine, (await engine.start("tests", "emitter", None, {})).id, limit=GUARD)
     assert ran.status is InstanceStatus.COMPLETED
     [started] = await instances(engine.store)
@@ -297,14 +301,7 @@ async def test_a_start_lost_to_a_crash_after_the_emitting_commit_is_made_from_th
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await deploy(engine, scheduled(ON_ONE))
-    emitter = """
-do:
-  - ping:
-      emit:
-        event:
-          with: {source: "https://tests.example/emitter", type: com.example.ping, data: {n: 8}}
-"""
-    await deploy(engine, emitter, name="emitter")
+    await deploy(engine, emitter(8), name="emitter")
 
     # The emitting run's checkpoint commits, and the process dies before it starts the
     # ``on`` run (here: that start is skipped).

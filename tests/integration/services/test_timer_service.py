@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 import pytest
 
 from flowkeeper.config import EngineSettings, TimerServiceSettings
-from flowkeeper.records import InstanceStatus, LogEvent
+from flowkeeper.records import InstanceRecord, InstanceStatus, LogEvent
 from flowkeeper.runtime import Engine
 from flowkeeper.services.dispatcher import Dispatcher
 from flowkeeper.services.timers import TimerService
+from flowkeeper.store.port import Delivery
 from tests.integration.runtime.conftest import GUARD, deploy
 
 WAIT = """
@@ -180,13 +181,7 @@ async def test_a_run_held_until_its_due_time_gives_its_lease_back_on_shutdown(en
     # Shut down meanwhile, the process gives the lease back, so another replica need
     # not wait for it to expire.
     engine = engines(lease=timedelta(minutes=10))
-    await deploy(engine, "do:\n  - pause:\n      wait: {minutes: 1}\n")
-    started = await engine.start("tests", "wf", None, {})
-    async with asyncio.timeout(GUARD):
-        await engine.drain()
-    _, [delivery] = await engine.store.fire_and_claim_timers(
-        10, engine.owner, engine.lease, ahead=timedelta(minutes=2)
-    )
+    started, delivery = await _fired_a_minute_ahead(engine)
     assert delivery.claimed is not None and delivery.claimed.lease_owner == engine.owner
     engine.run_delivered(delivery, not_before=time.time() + 60)
     assert not engine.idle()
@@ -203,13 +198,7 @@ async def test_a_held_run_resumes_no_sooner_than_asked_even_when_sleeps_end_earl
     # An event loop's timers run on its cached time: on a busy loop a sleep can end
     # early. The run held for a timer fired ahead must still not resume before its time.
     engine = engines(lease=timedelta(minutes=10))
-    await deploy(engine, "do:\n  - pause:\n      wait: {minutes: 1}\n")
-    started = await engine.start("tests", "wf", None, {})
-    async with asyncio.timeout(GUARD):
-        await engine.drain()
-    _, [delivery] = await engine.store.fire_and_claim_timers(
-        10, engine.owner, engine.lease, ahead=timedelta(minutes=2)
-    )
+    started, delivery = await _fired_a_minute_ahead(engine)
     real_sleep = asyncio.sleep
 
     async def ends_early(delay: float, result: object = None) -> object:
@@ -224,3 +213,16 @@ async def test_a_held_run_resumes_no_sooner_than_asked_even_when_sleeps_end_earl
     log = await engine.store.get_log(started.id)
     [completed] = [e for e in log if e.reference == "/do/0/pause" and e.event is LogEvent.COMPLETED]
     assert completed.at.timestamp() >= not_before
+
+
+async def _fired_a_minute_ahead(engine: Engine) -> tuple[InstanceRecord, Delivery]:
+    """An instance parked on a one-minute wait whose timer was just fired ahead and its
+    instance claimed for ``engine`` (as the timer service does, 20 ms ahead)."""
+    await deploy(engine, "do:\n  - pause:\n      wait: {minutes: 1}\n")
+    started = await engine.start("tests", "wf", None, {})
+    async with asyncio.timeout(GUARD):
+        await engine.drain()
+    _, [delivery] = await engine.store.fire_and_claim_timers(
+        10, engine.owner, engine.lease, ahead=timedelta(minutes=2)
+    )
+    return started, delivery
