@@ -29,7 +29,7 @@ logs and pools of up to 20 connections; when a measurement fails, the end of eac
 replica's log is printed.
 
     python bench/scale.py [--only throughput|timers|outbox] [--replicas 1,2,3] [--count N]
-                          [--clients C] [--timers N] [--timer-lead S] [--events N]
+                          [--clients C] [--timers N] [--timer-replicas 1,3] [--timer-lead S] [--events N]
                           [--outbox processor|serve|both] [--json]
 
 With ``--json`` the figures go to stdout as one JSON document and the report to stderr.
@@ -281,7 +281,7 @@ FIRED_AT_SQL = (
 async def timer_lateness(
     admin: str, replicas: int, count: int, lead: float, clients: int, workdir: Path, spread: float = 1.0
 ) -> dict[str, Any]:
-    async with cluster_of(admin, replicas, workdir, "timers") as cluster:
+    async with cluster_of(admin, replicas, workdir, f"timers-{replicas}") as cluster:
         await cluster.deploy(DUE_TOGETHER)
         # Bench-only instrumentation: when each timer row is deleted (fired), by the
         # server's real-time clock, so that firing lateness is seen apart from resuming.
@@ -452,7 +452,7 @@ async def main() -> int:
     parser.add_argument("--count", type=int, default=2000, help="instances per throughput run")
     parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients")
     parser.add_argument("--timers", type=int, default=1000, help="instances waiting for the same time")
-    parser.add_argument("--timer-replicas", type=int, default=3)
+    parser.add_argument("--timer-replicas", default="1,3", help="replica counts for the timer run")
     parser.add_argument(
         "--timer-lead", type=float, default=15.0, help="seconds from the first start to the due time"
     )
@@ -493,16 +493,19 @@ async def main() -> int:
                 results["throughput"] = rows
                 show_throughput(rows)
             if args.only in (None, "timers"):
-                results["timers"] = await timer_lateness(
-                    args.postgres,
-                    args.timer_replicas,
-                    args.timers,
-                    args.timer_lead,
-                    args.clients,
-                    workdir,
-                    args.timer_spread,
-                )
-                show_timers(results["timers"])
+                results["timers"] = []
+                for n in (int(x) for x in str(args.timer_replicas).split(",")):
+                    row = await timer_lateness(
+                        args.postgres,
+                        n,
+                        args.timers,
+                        args.timer_lead,
+                        args.clients,
+                        workdir,
+                        args.timer_spread,
+                    )
+                    results["timers"].append(row)
+                    show_timers(row)
             if args.only in (None, "outbox"):
                 figures: dict[str, Any] = {}
                 if args.outbox in ("processor", "both"):
