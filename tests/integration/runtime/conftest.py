@@ -24,6 +24,19 @@ from tests.support.fixtures import standin, standin_server  # noqa: F401  (fixtu
 #: The longest any run may take before the test counts it as stuck (a guard, not a measurement).
 GUARD = 30.0
 
+#: Emits one ``com.example.adopted`` event whose data names the input's ``pet``.
+ADOPTED_EMITTER = """
+do:
+  - announce:
+      emit:
+        event:
+          with:
+            source: https://tests
+            type: com.example.adopted
+            data:
+              pet: '${ .pet }'
+"""
+
 HEADER = """\
 document:
   dsl: '1.0.0'

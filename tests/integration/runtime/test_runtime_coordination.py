@@ -9,7 +9,7 @@ from flowkeeper.errors import ConcurrencyConflict
 from flowkeeper.records import BookmarkKind, InstanceRecord, InstanceStatus
 from flowkeeper.runtime import CheckpointInput, Engine, Interceptor, Worker, run_to_end
 from flowkeeper.store import Store
-from tests.integration.runtime.conftest import GUARD, EngineFactory, deploy, start_and_finish
+from tests.integration.runtime.conftest import ADOPTED_EMITTER, GUARD, EngineFactory, deploy, start_and_finish
 
 CHILD = """
 do:
@@ -125,21 +125,7 @@ async def test_an_emitted_event_resumes_another_instance_listening_for_it(
     """,
         name="listener",
     )
-    await deploy(
-        engine,
-        """
-    do:
-      - announce:
-          emit:
-            event:
-              with:
-                source: https://tests
-                type: com.example.adopted
-                data:
-                  pet: '${ .pet }'
-    """,
-        name="emitter",
-    )
+    await deploy(engine, ADOPTED_EMITTER, name="emitter")
     for_rex = await engine.start("tests", "listener", None, {"pet": "Rex"})
     for_fido = await engine.start("tests", "listener", None, {"pet": "Fido"})
     await engine.drain()

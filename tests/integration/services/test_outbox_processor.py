@@ -16,7 +16,7 @@ from flowkeeper.services.outbox import OutboxProcessor
 from flowkeeper.services.sinks import Sink, WebhookSink
 from flowkeeper.store import Store
 from tests.conftest import StoreFactory
-from tests.integration.runtime.conftest import deploy
+from tests.integration.runtime.conftest import ADOPTED_EMITTER, deploy
 from tests.integration.services.outbox_support import (
     GUARD,
     Receiver,
@@ -67,21 +67,7 @@ async def test_an_emitted_event_reaches_a_signed_webhook_with_its_stable_id(
     engine: Engine, store: Store, receivers: ReceiverFactory
 ) -> None:
     receiver = await receivers()
-    await deploy(
-        engine,
-        """
-    do:
-      - announce:
-          emit:
-            event:
-              with:
-                source: https://tests
-                type: com.example.adopted
-                data:
-                  pet: '${ .pet }'
-    """,
-        name="emitter",
-    )
+    await deploy(engine, ADOPTED_EMITTER, name="emitter")
     started = await engine.start("tests", "emitter", None, {"pet": "Rex"})
     finished = await run_to_end(engine, started.id, limit=GUARD, stop_when_idle=True)
     assert finished.status is InstanceStatus.COMPLETED
